@@ -1,0 +1,88 @@
+"""Workflow configuration: validation against the JSON schema with one clear sentence per mistake."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "load_schema", "validate_config", "load_config"]
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, described in one sentence that names the key."""
+
+
+def load_schema(path: str | Path | None = None) -> dict[str, Any]:
+    with open(path or SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _sentence(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        where = f"under '{key}'" if error.absolute_path else "at the top level"
+        return f"unknown config key '{extra[0]}' {where}; allowed keys: {allowed}."
+    if error.validator == "required":
+        return f"config key '{key}' is missing a required entry: {error.message}."
+    if error.validator == "enum":
+        options = ", ".join(repr(v) for v in error.validator_value)
+        return f"config key '{key}' is {error.instance!r}; it must be one of {options}."
+    return f"config key '{key}' = {error.instance!r} is invalid: {error.message}."
+
+
+def _fill_defaults(schema: Mapping[str, Any], instance: dict[str, Any]) -> None:
+    for name, sub in schema.get("properties", {}).items():
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(name), dict):
+            _fill_defaults(sub, instance[name])
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, Mapping):
+        for name, value in instance.items():
+            if name not in schema.get("properties", {}) and isinstance(value, dict):
+                _fill_defaults(extra, value)
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with schema defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        One sentence naming the offending key, e.g.
+        ``config key 'data.fput.n_samples' = -1 is invalid: -1 is less than the minimum of 1.``
+    """
+    schema = schema if schema is not None else load_schema()
+    instance = copy.deepcopy(dict(config))
+    _fill_defaults(schema, instance)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        raise ConfigError(_sentence(error))
+    return instance
+
+
+def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(raw).__name__}.")
+    return validate_config(raw, schema)

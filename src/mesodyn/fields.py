@@ -1,0 +1,110 @@
+"""The mesoscopic-field data contract: write, read and validate ``results/data/{dataset}.nc``.
+
+A fields file holds ``u`` with dims ``(sample, time, x)`` (2-D: ``(sample, time, y, x)``), float64, with
+coordinates in the equation's own units, the initial-condition draws, every parameter as a global
+attribute and the provenance attributes of :mod:`mesodyn.provenance`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
+
+__all__ = ["FieldsContractError", "write_netcdf", "write_fields", "read_fields", "validate_fields"]
+
+PROVENANCE_KEYS = ("mesodyn_version", "git_commit", "config")
+
+
+class FieldsContractError(ValueError):
+    """A data set does not follow the fields contract."""
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``ds`` atomically: to a temporary file in the same folder, then rename.
+
+    A killed job therefore never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        enc: dict[str, Any] = {}
+        if compress and var.size >= 4096 and var.dtype.kind in "fiu":
+            enc.update(zlib=True, complevel=1, shuffle=True)
+        if var.dtype.kind == "f":
+            enc["_FillValue"] = None
+        encoding[name] = enc
+    for name, coord in ds.coords.items():
+        if coord.dtype.kind == "f":
+            encoding[name] = {"_FillValue": None}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_fields(
+    ds: xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    params: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Attach parameters and provenance to ``ds``, check the contract, and write it atomically."""
+    ds = ds.copy()
+    ds.attrs = to_netcdf_attrs({**ds.attrs, **(params or {}), **provenance_attrs(config)})
+    validate_fields(ds)
+    return write_netcdf(ds, path)
+
+
+def read_fields(path: str | os.PathLike, *, validate: bool = True) -> xr.Dataset:
+    """Load a fields file fully into memory (the file is closed on return)."""
+    ds = xr.load_dataset(path, engine="netcdf4")
+    if validate:
+        validate_fields(ds)
+    return ds
+
+
+def validate_fields(ds: xr.Dataset) -> None:
+    """Raise :class:`FieldsContractError` naming the first way ``ds`` departs from the contract."""
+    if "u" not in ds:
+        raise FieldsContractError("fields data set has no variable 'u'")
+    u = ds["u"]
+    if u.dims not in (("sample", "time", "x"), ("sample", "time", "y", "x")):
+        raise FieldsContractError(
+            f"'u' has dims {u.dims}; expected (sample, time, x) or (sample, time, y, x)"
+        )
+    if u.dtype != np.float64:
+        raise FieldsContractError(f"'u' is {u.dtype}; the contract is float64")
+    for dim in u.dims[1:]:
+        if dim not in ds.coords:
+            raise FieldsContractError(f"coordinate '{dim}' is missing")
+        coord = ds[dim].values
+        if coord.dtype != np.float64 or not np.all(np.diff(coord) > 0):
+            raise FieldsContractError(f"coordinate '{dim}' must be increasing float64")
+    for name in ("u", *u.dims[1:]):
+        for key in ("long_name", "units"):
+            if key not in ds[name].attrs:
+                raise FieldsContractError(f"'{name}' lacks the CF attribute '{key}'")
+    ic_vars = ("ic_kx", "ic_ky") if u.ndim == 4 else ("ic_k",)
+    for name in (*ic_vars, "ic_amplitude", "ic_phase"):
+        if name not in ds or ds[name].dims != ("sample", "mode"):
+            raise FieldsContractError(f"initial-condition draw '{name}' (sample, mode) is missing")
+    for key in PROVENANCE_KEYS:
+        if key not in ds.attrs:
+            raise FieldsContractError(f"provenance attribute '{key}' is missing")
+    if not np.all(np.isfinite(u.values)):
+        raise FieldsContractError("'u' contains non-finite values")
