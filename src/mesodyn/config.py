@@ -38,6 +38,8 @@ def _sentence(error: jsonschema.ValidationError) -> str:
         return f"unknown config key '{extra[0]}' {where}; allowed keys: {allowed}."
     if error.validator == "required":
         return f"config key '{key}' is missing a required entry: {error.message}."
+    if error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        return f"config key '{key}' is {error.instance!r}; it must be {error.schema['description']}."
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
         return f"config key '{key}' is {error.instance!r}; it must be one of {options}."
@@ -73,7 +75,22 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         raise ConfigError(_sentence(error))
+    _check_consistency(instance)
     return instance
+
+
+def _check_consistency(config: Mapping[str, Any]) -> None:
+    """Checks that span several keys (the schema checks keys one by one)."""
+    from mesodyn.chains.models import chain_from_config
+
+    for name in ("fput", "fene"):
+        params = config.get("data", {}).get(name)
+        if params is None:
+            continue
+        try:
+            chain_from_config(name, params)
+        except ValueError as exc:
+            raise ConfigError(f"config section 'data.{name}' is inconsistent: {exc}.") from None
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -47,6 +47,9 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = Tr
             encoding[name] = {"_FillValue": None}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
         os.replace(tmp, path)

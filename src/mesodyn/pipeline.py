@@ -1,0 +1,83 @@
+"""File-level steps shared by the command-line interface and the Snakemake scripts.
+
+Each function reads and writes files and calls the science in the other modules; rules stay thin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["log_to", "set_threads", "simulate_chain_files"]
+
+logger = logging.getLogger("mesodyn")
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike | None) -> Iterator[None]:
+    """Send logging, stdout and stderr (progress bars included) to ``path`` for the duration of the block."""
+    if path is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` threads in Numba and torch (capped by what Numba was started with)."""
+    import numba
+
+    n = max(1, min(int(threads or numba.config.NUMBA_NUM_THREADS), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover - torch is a dependency, but the chain step does not need it
+        pass
+    return n
+
+
+def simulate_chain_files(
+    name: str,
+    config: Mapping[str, Any],
+    *,
+    fields_path: str | os.PathLike,
+    micro_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> None:
+    """Simulate chain data set ``name`` per the validated workflow ``config`` and write its files."""
+    from mesodyn.chains.data import make_chain_data
+    from mesodyn.fields import write_fields, write_netcdf
+    from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
+
+    n = set_threads(threads)
+    params = config["data"][name]
+    relevant = {"seed": config["seed"], "data": {name: params}, "coarse": config["coarse"], "micro": config["micro"]}
+    logger.info("simulating %s with %d thread(s): %s", name, n, params)
+    fields, micro = make_chain_data(
+        name, params, seed=config["seed"], method=config["coarse"]["method"], n_grid=config["coarse"]["n_grid"],
+        keep_micro=config["micro"]["keep"], progress=config.get("progress", True),
+    )
+    logger.info("accepted %d of %d trials", fields.sizes["sample"], fields.attrs["n_trials"])
+    write_fields(fields, fields_path, config=relevant)
+    logger.info("wrote %s", fields_path)
+    if micro_path is not None:
+        micro.attrs = to_netcdf_attrs({**micro.attrs, **provenance_attrs(relevant)})
+        write_netcdf(micro, micro_path)
+        logger.info("wrote %s (%d trajectories)", micro_path, micro.sizes["sample"])
