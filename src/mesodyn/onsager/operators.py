@@ -101,15 +101,16 @@ class SpectralGrid(nn.Module):
         mesh = np.meshgrid(*axes, indexing="ij")
         k2 = sum(k**2 for k in mesh)
         half = self.half_slice
-        self.register_buffer("k2_half", torch.as_tensor(k2[half]), persistent=False)
-        self.register_buffer("k_half", torch.as_tensor(np.stack([k[half] for k in mesh])), persistent=False)
+        self.register_buffer("k2_half", torch.as_tensor(k2[half], dtype=torch.get_default_dtype()), persistent=False)
+        self.register_buffer("k_half", torch.as_tensor(np.stack([k[half] for k in mesh]), dtype=torch.get_default_dtype()), persistent=False)
         # Parseval weights on the half spectrum: interior columns of the last axis stand for two modes.
         nx = self.shape[-1]
         weight = np.full(nx // 2 + 1, 2.0)
         weight[0] = 1.0
         if nx % 2 == 0:
             weight[-1] = 1.0
-        self.register_buffer("parseval_half", torch.as_tensor(np.broadcast_to(weight, k2[half].shape).copy()),
+        self.register_buffer("parseval_half", torch.as_tensor(np.broadcast_to(weight, k2[half].shape).copy(),
+                                                              dtype=torch.get_default_dtype()),
                              persistent=False)
 
     @property
@@ -167,13 +168,13 @@ class FourierOperators(nn.Module):
         half = grid.half_slice
         self.n_pairs = n_pairs
         self.register_buffer("pair_full", torch.as_tensor(pair), persistent=False)
-        self.register_buffer("sign_full", torch.as_tensor(sign), persistent=False)
+        self.register_buffer("sign_full", torch.as_tensor(sign, dtype=torch.get_default_dtype()), persistent=False)
         self.register_buffer("pair_half", torch.as_tensor(np.ascontiguousarray(pair[half])), persistent=False)
-        self.register_buffer("sign_half", torch.as_tensor(np.ascontiguousarray(sign[half])), persistent=False)
+        self.register_buffer("sign_half", torch.as_tensor(np.ascontiguousarray(sign[half]), dtype=torch.get_default_dtype()), persistent=False)
         mask = np.ones(n_pairs)
         if self.conserved:
             mask[pair[(0,) * grid.ndim]] = 0.0
-        self.register_buffer("m_mask", torch.as_tensor(mask), persistent=False)
+        self.register_buffer("m_mask", torch.as_tensor(mask, dtype=torch.get_default_dtype()), persistent=False)
         self.theta = nn.Parameter(torch.full((n_pairs,), math.sqrt(init_m))) if operators in ("both", "M") else None
         self.psi = nn.Parameter(torch.zeros(n_pairs)) if operators in ("both", "W") else None
 
