@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from mesodyn.continuum.initial import plane_waves_2d, sine_series_1d
 from mesodyn.continuum.solvers import (
     SCHEMES,
+    AllenCahnTerms,
     BlowUpError,
-    allen_cahn_terms,
+    GKdVTerms,
+    Terms,
     frame_schedule,
-    gkdv_terms,
     integrate,
 )
 from mesodyn.continuum.spectral import FourierGrid, default_workers
@@ -143,17 +144,15 @@ def config_for(name: str, params: Mapping[str, Any] | None = None) -> _PDEConfig
     return DATASETS[name].from_mapping(params or {})
 
 
-def _grid_and_terms(cfg: _PDEConfig, workers: int):
-    """The grid and the ``(Λ, N)`` pair. The paper scheme pads 2× (Dedalus' ``dealias=2``), ETDRK4 pads just
-    enough for its polynomial degree."""
+def _terms(cfg: _PDEConfig) -> Terms:
+    """The equation on its grid. The paper scheme pads 2× (Dedalus' ``dealias=2``), ETDRK4 just enough for
+    its polynomial degree."""
     degree = 2 if cfg.name == "kdv" else 3
     padded = 2 * cfg.n_grid if cfg.scheme == "paper" else FourierGrid.dealiased_size(cfg.n_grid, degree)
-    grid = FourierGrid(n=cfg.n_grid, ndim=cfg.ndim, padded=padded, workers=workers)
+    grid = FourierGrid(n=cfg.n_grid, ndim=cfg.ndim, padded=padded)
     if cfg.name == "kdv":
-        linear, term = gkdv_terms(grid, nonlinear=6.0, power=1, dispersion=1.0)
-    else:
-        linear, term = allen_cahn_terms(grid, epsilon=cfg.epsilon, scheme=cfg.scheme)
-    return grid, linear, term
+        return GKdVTerms(grid, nonlinear=6.0, power=1, dispersion=1.0)
+    return AllenCahnTerms(grid, epsilon=cfg.epsilon, scheme=cfg.scheme)
 
 
 def _draw(cfg: _PDEConfig, rng: np.random.Generator, n_trials: int) -> dict[str, np.ndarray]:
@@ -164,9 +163,9 @@ def _draw(cfg: _PDEConfig, rng: np.random.Generator, n_trials: int) -> dict[str,
 
 
 def _batch_size(cfg: _PDEConfig) -> int:
-    """Samples per solve: large enough for the batched FFTs to pay off, small enough to stay in cache-sized
-    work arrays (measured on the 2-core reference machine, see benchmarks/bench_continuum.py)."""
-    return 8 if cfg.ndim == 2 else 256
+    """Samples per thread and solve: large enough for the batched FFTs to pay off, small enough for the work
+    arrays to stay cache-sized (chosen with benchmarks/bench_continuum.py on the 2-core machine)."""
+    return 8 if cfg.ndim == 2 else 128
 
 
 def make_dataset(
@@ -188,9 +187,10 @@ def make_dataset(
         Seed of ``numpy.random.default_rng``; with seed 0 and the paper scheme the first samples equal the
         authors' reference data.
     progress : bool
-        Show a progress bar over time steps.
+        Show a progress bar over trajectories.
     workers : int, optional
-        FFT threads (default: ``OMP_NUM_THREADS`` or the usable CPUs); the output does not depend on it.
+        Threads, each solving its own share of a batch (default: ``OMP_NUM_THREADS`` or the usable CPUs);
+        the output does not depend on it.
 
     Returns
     -------
@@ -214,21 +214,22 @@ def make_dataset(
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     workers = int(workers or default_workers())
-    grid, linear, term = _grid_and_terms(cfg, workers)
+    terms = _terms(cfg)
+    grid = terms.grid
     steps, accumulated = frame_schedule(dt=cfg.dt, t_final=cfg.t_final, save_every=cfg.save_every)
     segments = [(0, cfg.dt)] + [(int(s), cfg.dt) for s in np.diff(steps)]
     # The paper records Dedalus' accumulated sim_time; ETDRK4 frames sit at exact multiples of the step.
     times = accumulated if cfg.scheme == "paper" else steps * cfg.dt
 
     rng = np.random.default_rng(seed)
-    n, batch = cfg.n_samples, _batch_size(cfg)
+    n, batch = cfg.n_samples, _batch_size(cfg) * workers
     max_trials = max(100, 10 * n)
     spatial = (cfg.n_grid,) * cfg.ndim
     u = np.empty((n, len(steps), *spatial))
     draws: dict[str, list[np.ndarray]] = {}
     trial_ids: list[np.ndarray] = []
     n_accepted = n_trials = 0
-    bar = tqdm(total=n * int(steps[-1]), disable=not progress, unit="step", desc=name)
+    bar = tqdm(total=n, disable=not progress, unit="traj", desc=name)
     while n_accepted < n:
         if n_trials >= max_trials:
             raise BlowUpError(
@@ -236,8 +237,8 @@ def make_dataset(
                 f"{cfg.u_bound:g}; reduce dt or check epsilon and the initial-condition parameters.")
         size = min(batch, n - n_accepted)  # exactly the trials still needed: rejections are rare
         ic = _draw(cfg, rng, size)
-        frames, ok = integrate(grid.to_coefficients(ic["u0"]), grid=grid, scheme=cfg.scheme, linear=linear,
-                               nonlinear=term, segments=segments, progress=bar)
+        frames, ok = integrate(grid.to_coefficients(ic["u0"]), terms=terms, scheme=cfg.scheme,
+                               segments=segments, threads=workers)
         frames[:, 0] = ic["u0"]  # frame 0 is the raw IC, Nyquist and all (the authors' convention)
         peak = np.abs(frames.reshape(size, -1)).max(axis=1)
         ok &= np.isfinite(peak) & (peak <= cfg.u_bound)
@@ -249,6 +250,7 @@ def make_dataset(
         trial_ids.append(n_trials + 1 + keep)
         n_accepted += keep.size
         n_trials += size
+        bar.update(keep.size)
     bar.close()
     return _to_dataset(cfg, u, {k: np.concatenate(v) for k, v in draws.items()},
                        np.concatenate(trial_ids), times, grid, seed=seed, n_trials=n_trials,

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 
-__all__ = ["FourierGrid", "default_workers"]
+__all__ = ["FourierGrid", "PaddedWork", "default_workers"]
 
 
 def default_workers() -> int:
@@ -57,7 +57,7 @@ class FourierGrid:
         alias-free on the kept modes when ``padded > (p + 1) (n/2 - 1)``; ``2 n`` (Dedalus' ``dealias=2``)
         covers cubic terms.
     workers : int
-        Threads given to ``scipy.fft``; results do not depend on it.
+        Threads given to ``scipy.fft`` in the per-frame transforms; results do not depend on it.
     """
 
     n: int
@@ -65,7 +65,6 @@ class FourierGrid:
     ndim: int = 1
     padded: int = 0
     workers: int = 1
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ndim not in (1, 2):
@@ -139,43 +138,93 @@ class FourierGrid:
 
     def to_grid(self, c: np.ndarray) -> np.ndarray:
         """Values of the coefficients ``c`` on the ``n``-point grid."""
-        return self._synthesize(c, self.n)
+        return _synthesize(self, np.asarray(c), self.n)
 
     def to_padded(self, c: np.ndarray) -> np.ndarray:
         """Values of the coefficients ``c`` on the ``padded``-point grid (where products are formed)."""
-        return self._synthesize(c, self.padded)
+        return _synthesize(self, np.asarray(c), self.padded)
 
     def from_padded(self, g: np.ndarray) -> np.ndarray:
         """Coefficients of padded-grid values ``g``, truncated to the kept modes (the dealiasing projection)."""
         K, M, w = self.kept, self.padded, self.workers
         if self.ndim == 1:
             return sfft.rfft(g, axis=-1, norm="forward", workers=w)[..., :K]
-        # x first (contiguous), keep the K low kx columns, then the short y transforms on those only.
         a = sfft.rfft(g, axis=-1, norm="forward", workers=w)[..., :K]
         a = sfft.fft(a, axis=-2, norm="forward", workers=w, overwrite_x=True)
         return np.concatenate([a[..., :K, :], a[..., M - K + 1:, :]], axis=-2)
 
-    def _buffer(self, key: tuple, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """A zeroed work array reused between calls; only the kept-mode block is ever written, so the
-        padding stays zero."""
-        buf = self._cache.get(key)
-        if buf is None or buf.shape != shape:
-            buf = np.zeros(shape, dtype=dtype)
-            self._cache[key] = buf
-        return buf
 
-    def _synthesize(self, c: np.ndarray, m: int) -> np.ndarray:
-        K, w = self.kept, self.workers
-        lead = c.shape[: -self.ndim]
-        if self.ndim == 1:
-            buf = self._buffer(("1d", m), (*lead, m // 2 + 1), np.complex128)
-            buf[..., :K] = c
-            return sfft.irfft(buf, n=m, axis=-1, norm="forward", workers=w)
-        # y first on the K kept kx columns only, then the real x transforms of all m rows.
-        col = self._buffer(("2d-y", m), (*lead, m, K), np.complex128)
-        col[..., :K, :] = c[..., :K, :]
-        col[..., m - K + 1:, :] = c[..., K:, :]
-        a = sfft.ifft(col, axis=-2, norm="forward", workers=w)
-        row = self._buffer(("2d-x", m), (*lead, m, m // 2 + 1), np.complex128)
-        row[..., :K] = a
-        return sfft.irfft(row, n=m, axis=-1, norm="forward", workers=w)
+def _synthesize(grid: FourierGrid, c: np.ndarray, m: int) -> np.ndarray:
+    K, w = grid.kept, grid.workers
+    lead = c.shape[: -grid.ndim]
+    if grid.ndim == 1:
+        buf = np.zeros((*lead, m // 2 + 1), dtype=np.complex128)
+        buf[..., :K] = c
+        return sfft.irfft(buf, n=m, axis=-1, norm="forward", workers=w)
+    col = np.zeros((*lead, m, K), dtype=np.complex128)
+    col[..., :K, :] = c[..., :K, :]
+    col[..., m - K + 1:, :] = c[..., K:, :]
+    a = sfft.ifft(col, axis=-2, norm="forward", workers=w)
+    row = np.zeros((*lead, m, m // 2 + 1), dtype=np.complex128)
+    row[..., :K] = a
+    return sfft.irfft(row, n=m, axis=-1, norm="forward", workers=w)
+
+
+class PaddedWork:
+    """Preallocated buffers for forming dealiased products of one batch, with no allocation per call.
+
+    The hot loop of the solvers calls :meth:`synthesize` and :meth:`project` thousands of times; fresh
+    multi-megabyte temporaries there cost more in page faults than the FFTs themselves on small VMs, so
+    every array is allocated once and the FFTs write into it (``numpy.fft`` with ``out=``, which also
+    releases the GIL, so batches can run on threads). One instance serves one thread.
+
+    Attributes
+    ----------
+    grid_values : ndarray (batch, M[, M])
+        Filled by :meth:`synthesize`.
+    product : ndarray (batch, M[, M])
+        Scratch for the caller's pointwise products, the usual argument of :meth:`project`.
+    """
+
+    def __init__(self, grid: FourierGrid, batch: int):
+        self.grid, self.batch = grid, batch
+        K, M = grid.kept, grid.padded
+        shape = (batch,) + (M,) * grid.ndim
+        self.grid_values = np.empty(shape)
+        self.product = np.empty(shape)
+        half = (batch,) + (M,) * (grid.ndim - 1) + (M // 2 + 1,)
+        self._pad = np.zeros(half, dtype=np.complex128)  # only the kept block is ever written: rest stays 0
+        self._spec = np.empty(half, dtype=np.complex128)
+        if grid.ndim == 2:
+            self._col = np.zeros((batch, M, K), dtype=np.complex128)
+            self._colt = np.empty((batch, M, K), dtype=np.complex128)
+
+    def synthesize(self, c: np.ndarray) -> np.ndarray:
+        """Values of coefficients ``c`` (batch, *coeff_shape) on the padded grid, in :attr:`grid_values`."""
+        K, M = self.grid.kept, self.grid.padded
+        pad = self._pad
+        if self.grid.ndim == 1:
+            pad[:, :K] = c
+            return np.fft.irfft(pad, n=M, axis=-1, norm="forward", out=self.grid_values)
+        col = self._col
+        col[:, :K] = c[:, :K]
+        col[:, M - K + 1:] = c[:, K:]
+        # y transforms only on the K non-zero kx columns, then the x transforms of all rows.
+        np.fft.ifft(col, axis=-2, norm="forward", out=self._colt)
+        pad[:, :, :K] = self._colt
+        return np.fft.irfft(pad, n=M, axis=-1, norm="forward", out=self.grid_values)
+
+    def project(self, g: np.ndarray, out: np.ndarray, factor: np.ndarray | float = 1.0) -> np.ndarray:
+        """``out = factor * P[g]``: coefficients of padded-grid values ``g`` truncated to the kept modes."""
+        K, M = self.grid.kept, self.grid.padded
+        spec = self._spec
+        np.fft.rfft(g, axis=-1, norm="forward", out=spec)
+        if self.grid.ndim == 1:
+            np.multiply(spec[:, :K], factor, out=out)
+            return out
+        np.fft.fft(spec[:, :, :K], axis=-2, norm="forward", out=self._colt)
+        out[:, :K] = self._colt[:, :K]
+        out[:, K:] = self._colt[:, M - K + 1:]
+        if not (np.isscalar(factor) and factor == 1.0):
+            out *= factor
+        return out
