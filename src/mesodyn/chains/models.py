@@ -91,6 +91,25 @@ class ChainModel:
         """Rejection threshold in the kernel's units."""
         raise NotImplementedError
 
+    def potential(self, r: np.ndarray) -> np.ndarray:
+        """Bond potential Φ(r) with Φ′ = F, Φ(0) = 0."""
+        raise NotImplementedError
+
+    def hamiltonian(self, state: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """Total energy ``Σ p²/2 + Φ(r_n)`` per chain (last axis: sites).
+
+        In strain form the momenta are recovered from ``ṙ_n = p_{n+1} − p_n`` up to their (conserved) mean, which
+        is dropped: the value differs from the true energy by a constant of motion.
+        """
+        if self.form == "strain":
+            r = state
+            p = np.cumsum(velocity, axis=-1) - velocity  # p_n − p_0 = Σ_{m<n} ṙ_m
+            p = p - p.mean(axis=-1, keepdims=True)
+        else:
+            r = np.roll(state, -1, axis=-1) - state
+            p = velocity
+        return 0.5 * (p**2).sum(axis=-1) + self.potential(r).sum(axis=-1)
+
     def attrs(self) -> dict[str, Any]:
         """Every physical and numerical parameter, for the netCDF global attributes."""
         out = {"model": self.name, "state_form": self.form, **asdict(self)}
@@ -136,6 +155,9 @@ class FPUTChain(ChainModel):
     def bound(self) -> float:
         return self.u_bound * self.epsilon**2
 
+    def potential(self, r: np.ndarray) -> np.ndarray:
+        return self.c**2 * r**2 / 2 + self.alpha * r**3 / 3 + self.beta * r**4 / 4
+
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "force": "F(r) = c^2 r + alpha r^2 + beta r^3"}
 
@@ -178,6 +200,9 @@ class FENEChain(ChainModel):
 
     def bound(self) -> float:
         return self.r_bound
+
+    def potential(self, r: np.ndarray) -> np.ndarray:
+        return -0.5 * self.H * self.R**2 * np.log1p(-((r / self.R) ** 2))
 
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "H": self.H, "R": self.R, "force": "F(r) = H r / (1 - (r/R)^2)"}

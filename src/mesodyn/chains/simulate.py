@@ -8,10 +8,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mesodyn.chains.initial import SineDraws, draw_sine_modes, sine_field
-from mesodyn.chains.integrators import advance_displacement, advance_strain
+from mesodyn.chains.integrators import (
+    advance_displacement,
+    advance_displacement_serial,
+    advance_strain,
+    advance_strain_serial,
+)
 from mesodyn.chains.models import ChainModel
 
-__all__ = ["ChainEnsemble", "initial_state", "simulate_ensemble", "lab_times"]
+__all__ = ["ChainEnsemble", "initial_state", "integrate", "simulate_ensemble", "lab_times", "strain_of"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,35 @@ def lab_times(model: ChainModel) -> np.ndarray:
             t += dt
         times[frame] = t
     return times
+
+
+def integrate(model: ChainModel, state: np.ndarray, velocity: np.ndarray, *, dt: float, n_steps: int,
+              save_every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity Verlet from arbitrary states ``(samples, sites)`` with step ``dt``; no rejection.
+
+    Returns ``(states, velocities)`` of shape ``(samples, n_steps // save_every + 1, sites)``.
+    """
+    if n_steps % save_every:
+        raise ValueError(f"n_steps={n_steps} is not a multiple of save_every={save_every}")
+    x = np.array(state, dtype=np.float64, ndmin=2, order="C")
+    v = np.array(velocity, dtype=np.float64, ndmin=2, order="C")
+    frames = n_steps // save_every + 1
+    xs = np.empty((x.shape[0], frames, x.shape[1]))
+    vs = np.empty_like(xs)
+    xs[:, 0], vs[:, 0] = x, v
+    alive = np.ones(x.shape[0], dtype=np.bool_)
+    peak = np.zeros(x.shape[0])
+    params, kind = model.force_params(), model.force_kind
+    small = x.shape[0] < 8
+    strain_kernel = advance_strain_serial if small else advance_strain
+    displacement_kernel = advance_displacement_serial if small else advance_displacement
+    for frame in range(1, frames):
+        if model.form == "strain":
+            strain_kernel(kind, params, x, v, dt, 1, save_every, np.inf, alive, peak)
+        else:
+            displacement_kernel(kind, params, x, v, dt, 1, save_every, np.inf, model.R, alive, peak)
+        xs[:, frame], vs[:, frame] = x, v
+    return xs, vs
 
 
 def _integrate(model: ChainModel, draws: SineDraws, bar) -> tuple[np.ndarray, ...]:
