@@ -111,6 +111,10 @@ def model_config(**options: Any) -> dict[str, Any]:
     Keyword arguments are the fields of :class:`SpecOnsNetConfig` (``name`` defaults to ``"speconsnet"``).
     Unknown keys raise ``ValueError``.
     """
+    return _make_config(options).to_dict()
+
+
+def _make_config(options: Mapping[str, Any]) -> SpecOnsNetConfig:
     name = options.get("name", "speconsnet")
     if name != "speconsnet":
         raise ValueError(f"model name must be 'speconsnet', got {name!r}.")
@@ -118,7 +122,7 @@ def model_config(**options: Any) -> dict[str, Any]:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown model option '{unknown[0]}'; allowed: {', '.join(sorted(known))}.")
-    return SpecOnsNetConfig(**options).to_dict()
+    return SpecOnsNetConfig(**options)
 
 
 class SpecOnsNet(nn.Module):
@@ -130,7 +134,7 @@ class SpecOnsNet(nn.Module):
 
     def __init__(self, **options: Any):
         super().__init__()
-        cfg = SpecOnsNetConfig(**options)
+        cfg = _make_config(options)
         self._cfg = cfg
         self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
         self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
