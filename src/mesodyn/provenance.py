@@ -7,6 +7,7 @@ byte-identical files.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Mapping
 from functools import lru_cache
@@ -22,8 +23,11 @@ __all__ = ["git_commit", "provenance_attrs", "to_netcdf_attrs"]
 def git_commit() -> str:
     """Commit of the source tree mesodyn was imported from, ``-dirty`` if it has local changes.
 
-    Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
+    Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel). The environment variable
+    ``MESODYN_GIT_COMMIT`` overrides the lookup (for builds from an archive, or to pin it in tests).
     """
+    if os.environ.get("MESODYN_GIT_COMMIT"):
+        return os.environ["MESODYN_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(

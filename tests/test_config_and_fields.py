@@ -1,0 +1,97 @@
+"""Config validation (one clear sentence per mistake), the fields contract, provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from mesodyn.config import ConfigError, load_config, validate_config
+from mesodyn.fields import FieldsContractError, read_fields, validate_fields, write_fields
+from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"sed": 1}, "unknown config key 'sed' at the top level"),
+    ({"data": {"fput": {"n_sample": 3}}}, "unknown config key 'n_sample' under 'data.fput'"),
+    ({"data": {"fput": {"n_samples": 0}}}, "config key 'data.fput.n_samples' = 0 is invalid"),
+    ({"coarse": {"method": "spline"}}, "config key 'coarse.method' is 'spline'; it must be one of"),
+    ({"data": {"fene": {"substeps": "many"}}}, "config key 'data.fene.substeps' is 'many'; it must be a positive"),
+    ({"datasets": ["fput", "water"]}, "config key 'datasets.1' is 'water'"),
+    ({"data": {"fput": {"n_modes": 9}}}, "config section 'data.fput' is inconsistent: n_modes (9)"),
+    ({"data": {"fene": {"r_bound": 1.5}}}, "config key 'data.fene.r_bound' = 1.5 is invalid"),
+])
+def test_config_mistakes_give_one_sentence(config, fragment):
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_defaults_are_the_paper_values():
+    config = validate_config({})
+    assert config["seed"] == 0
+    assert config["data"]["fput"]["n_samples"] == 1000 and config["data"]["fput"]["substeps"] == 50
+    assert config["data"]["fene"]["substeps"] == "auto" and config["data"]["fene"]["R_over_eps2"] == 50.0
+    assert config["coarse"]["method"] == "linear"
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config/config.yaml", "config/ci.yaml"):
+        load_config(name)
+
+
+def test_bad_yaml_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    path.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(path)
+
+
+def _tiny_fields():
+    u = np.random.default_rng(0).normal(size=(2, 3, 8))
+    return xr.Dataset(
+        {"u": (("sample", "time", "x"), u, {"long_name": "u", "units": "1"}),
+         "ic_k": (("sample", "mode"), np.ones((2, 1), dtype=int)),
+         "ic_amplitude": (("sample", "mode"), np.ones((2, 1))),
+         "ic_phase": (("sample", "mode"), np.zeros((2, 1)))},
+        coords={"time": ("time", np.arange(3.0), {"long_name": "t", "units": "1"}),
+                "x": ("x", np.arange(8.0), {"long_name": "x", "units": "1"})},
+    )
+
+
+def test_fields_roundtrip_is_byte_identical_and_validated(tmp_path):
+    ds = _tiny_fields()
+    a = write_fields(ds, tmp_path / "a.nc", params={"nested": {"k": [1, 2]}, "flag": True}, config={"seed": 0})
+    b = write_fields(ds, tmp_path / "b.nc", params={"nested": {"k": [1, 2]}, "flag": True}, config={"seed": 0})
+    assert a.read_bytes() == b.read_bytes()
+    back = read_fields(a)
+    np.testing.assert_array_equal(back.u.values, ds.u.values)
+    assert back.attrs["nested"] == '{"k": [1, 2]}' and back.attrs["flag"] == 1
+    for key in ("mesodyn_version", "git_commit", "config"):
+        assert key in back.attrs
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda ds: ds.drop_vars("ic_phase"), "ic_phase"),
+    (lambda ds: ds.assign(u=ds.u.astype("float32")), "float64"),
+    (lambda ds: ds.assign(u=ds.u.transpose("x", "time", "sample")), "dims"),
+    (lambda ds: ds.assign(u=ds.u.where(ds.u > 0)), "non-finite"),
+])
+def test_contract_violations_are_named(mutate, match):
+    ds = _tiny_fields()
+    ds.attrs.update(provenance_attrs({}))
+    validate_fields(ds)
+    with pytest.raises(FieldsContractError, match=match):
+        validate_fields(mutate(ds))
+
+
+def test_netcdf_attrs_are_plain():
+    attrs = to_netcdf_attrs({"a": None, "b": np.float64(1.5), "c": (1, 2), "d": False})
+    assert attrs == {"a": "none", "b": 1.5, "c": "[1, 2]", "d": 0}
