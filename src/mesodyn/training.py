@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -77,6 +78,8 @@ __all__ = [
     "load_model",
     "resolve_device",
 ]
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("weights.pt", "model.json", "history.csv", "split.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr")
@@ -254,7 +257,7 @@ def grid_from_data(data: xr.Dataset) -> dict[str, Any]:
     """The model's grid from a fields data set: ``shape``, periodic ``length`` and saved ``dt``.
 
     ``shape``/``length`` follow the trailing dims of ``u`` (1-D ``(x,)``, 2-D ``(y, x)``); ``length`` is
-    ``n * spacing`` of each uniform coordinate, ``dt`` the uniform spacing of ``time``.
+    ``n * spacing`` of each uniform coordinate, ``dt`` the uniform spacing of ``time`` (to 12 digits).
     """
     if "u" not in data:
         raise ValueError("the data set has no variable 'u'.")
@@ -274,7 +277,8 @@ def grid_from_data(data: xr.Dataset) -> dict[str, Any]:
     steps = np.diff(time)
     if time.size < 2 or not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
         raise ValueError("coordinate 'time' must be uniformly spaced (the saved step is the model's dt).")
-    dt = float((time[-1] - time[0]) / (time.size - 1))
+    # 12 significant digits drop the float noise of a saved time axis (1e-3 rather than 9.99999999999966e-4)
+    dt = float(f"{(time[-1] - time[0]) / (time.size - 1):.12g}")
     return {"shape": shape, "length": length, "dt": dt}
 
 
@@ -589,6 +593,12 @@ def fit(
     per_batch = min(train.batch_size, n_train)
     n_batches = max(1, n_train // train.batch_size)
     n_parameters = int(sum(p.numel() for p in model.parameters()))
+    logger.info(
+        "fit %s (%d parameters) on %s/%s: %d/%d/%d train/valid/test trajectories, %d steps per epoch, %s",
+        config.get("name", type(model).__name__), n_parameters, device, train.dtype, n_train,
+        len(split["valid"]), len(split["test"]), n_batches,
+        f"resuming after epoch {resumed_from}" if resumed_from is not None else "from scratch",
+    )
 
     def checkpoint(stop_reason: str) -> dict[str, Any]:
         return {
@@ -644,6 +654,7 @@ def fit(
             f"non-finite {what} at epoch {epoch}; training stopped, keeping the best weights "
             f"(epoch {last['best_epoch']}) and the last finite checkpoint (epoch {last['epoch']})"
         )
+        logger.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         last["stop_reason"] = message
         _atomic_write(last_path, _torch_bytes(last))
@@ -703,6 +714,8 @@ def fit(
                 break
     finally:
         bar.close()
+    logger.info("stopped after epoch %d (%s); best validation loss %.6e at epoch %d",
+                state["epoch"], stop_reason, state["best_loss"], state["best_epoch"])
     return _result(out_dir, checkpoint(stop_reason), device, resumed_from)
 
 
