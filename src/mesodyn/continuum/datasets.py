@@ -165,7 +165,7 @@ def _draw(cfg: _PDEConfig, rng: np.random.Generator, n_trials: int) -> dict[str,
 def _batch_size(cfg: _PDEConfig) -> int:
     """Samples per thread and solve: large enough for the batched FFTs to pay off, small enough for the work
     arrays to stay cache-sized (chosen with benchmarks/bench_continuum.py on the 2-core machine)."""
-    return 8 if cfg.ndim == 2 else 128
+    return 1 if cfg.ndim == 2 else 128
 
 
 def make_dataset(
