@@ -16,6 +16,6 @@ include: "workflow/rules/data.smk"
 
 
 rule all:
+    default_target: True
     input:
         data_targets(),
-    default_target: True

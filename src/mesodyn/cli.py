@@ -29,7 +29,23 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set data.fput.n_samples=8 (repeatable)")
+    study = sub.add_parser("study", help="numerical studies (printed as Markdown tables)")
+    study.add_argument("topic", choices=["chains"], help="chains: substep convergence and interpolation error")
+    study.add_argument("--samples", type=int, default=8)
     return parser
+
+
+def _study_chains(n_samples: int) -> None:
+    from mesodyn.chains import FENEChain, FPUTChain
+    from mesodyn.chains.studies import interpolation_error, substep_convergence
+
+    for model in (FPUTChain(), FENEChain()):
+        table = substep_convergence(model, n_samples=n_samples)
+        print(f"\n{model.name.upper()}: rel. L2 error vs 32x substeps\n")
+        print(table.to_markdown(index=False, floatfmt=".3g"))
+    for sites in (128, 209):
+        print()
+        print(interpolation_error(sites).to_markdown(index=False, floatfmt=".3g"))
 
 
 def _override(config: dict, assignments: Sequence[str]) -> dict:
@@ -49,6 +65,9 @@ def _override(config: dict, assignments: Sequence[str]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "study":
+        _study_chains(args.samples)
+        return 0
     try:
         import yaml
 

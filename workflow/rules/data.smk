@@ -2,6 +2,13 @@ rule simulate_chain:
     output:
         fields="results/data/{dataset}.nc",
         micro="results/micro/{dataset}.nc",
+    log:
+        "logs/data/{dataset}.log",
+    wildcard_constraints:
+        dataset="fput|fene",
+    conda:
+        "../../envs/simulate.yaml"
+    threads: workflow.cores
     params:
         config=lambda wildcards: {
             "seed": config["seed"],
@@ -10,10 +17,5 @@ rule simulate_chain:
             "micro": config["micro"],
             "data": {wildcards.dataset: config["data"][wildcards.dataset]},
         },
-    wildcard_constraints:
-        dataset="fput|fene",
-    threads: workflow.cores
-    log:
-        "logs/data/{dataset}.log",
     script:
         "../scripts/simulate_chain.py"
