@@ -36,21 +36,22 @@ FORCE_FENE = 1  # F(r) = H r / (1 − (r/R)²), params = (H, R)
 
 
 @njit(inline="always", error_model="numpy")
-def _polynomial(params, r):
-    return params[0] * r + params[1] * r * r + params[2] * r * r * r
+def _polynomial(p0, p1, p2, r):
+    return p0 * r + p1 * r * r + p2 * r * r * r
 
 
 @njit(inline="always", error_model="numpy")
-def _fene(params, r):
-    x = r / params[1]
-    return params[0] * r / (1.0 - x * x)
+def _fene(p0, p1, r):
+    # H r / (1 - (r/R)^2) written with one division: H R^2 r / (R^2 - r^2)
+    r2 = p1 * p1
+    return (p0 * r2) * r / (r2 - r * r)
 
 
 @njit(inline="always", error_model="numpy")
 def _force(kind, params, r):
     if kind == FORCE_POLYNOMIAL:
-        return _polynomial(params, r)
-    return _fene(params, r)
+        return _polynomial(params[0], params[1], params[2], r)
+    return _fene(params[0], params[1], r)
 
 
 @njit(cache=True, error_model="numpy")
@@ -64,18 +65,20 @@ def force_values(kind, params, r):
     return out
 
 
-# The force-law branch sits outside the site loops so that each loop is straight-line code LLVM vectorises.
+# The force-law branch sits outside the site loops, and the parameters are scalars (loads from an array could
+# alias the stores), so that each site loop is straight-line code LLVM vectorises.
 
 
 @njit(inline="always", error_model="numpy")
 def _strain_acc(kind, params, r, f, a):
     n = r.shape[0]
+    p0, p1, p2 = params[0], params[1], params[2]
     if kind == FORCE_POLYNOMIAL:
         for i in range(n):
-            f[i] = _polynomial(params, r[i])
+            f[i] = _polynomial(p0, p1, p2, r[i])
     else:
         for i in range(n):
-            f[i] = _fene(params, r[i])
+            f[i] = _fene(p0, p1, r[i])
     a[0] = f[1] - 2.0 * f[0] + f[n - 1]
     for i in range(1, n - 1):
         a[i] = f[i + 1] - 2.0 * f[i] + f[i - 1]
@@ -86,18 +89,19 @@ def _strain_acc(kind, params, r, f, a):
 def _displacement_acc(kind, params, q, f, a, limit):
     """Acceleration of the displacement form; returns the number of bonds with |r| >= limit."""
     n = q.shape[0]
+    p0, p1, p2 = params[0], params[1], params[2]
     over = 0
     if kind == FORCE_POLYNOMIAL:
         for i in range(n - 1):
-            f[i] = _polynomial(params, q[i + 1] - q[i])
-        f[n - 1] = _polynomial(params, q[0] - q[n - 1])
+            f[i] = _polynomial(p0, p1, p2, q[i + 1] - q[i])
+        f[n - 1] = _polynomial(p0, p1, p2, q[0] - q[n - 1])
     else:
         for i in range(n - 1):
             r = q[i + 1] - q[i]
-            f[i] = _fene(params, r)
+            f[i] = _fene(p0, p1, r)
             over += abs(r) >= limit
         r = q[0] - q[n - 1]
-        f[n - 1] = _fene(params, r)
+        f[n - 1] = _fene(p0, p1, r)
         over += abs(r) >= limit
     a[0] = f[0] - f[n - 1]
     for i in range(1, n):
