@@ -154,7 +154,7 @@ def test_train_config_defaults_are_the_papers():
 
 @pytest.mark.parametrize("key, value", [
     ("window", 1), ("rollout_steps", 11), ("batch_size", 0), ("lr", -1.0), ("lr", float("nan")),
-    ("lr_factor", 1.0), ("max_epochs", 50), ("early_stopping", 0), ("split", (0.5, 0.6, -0.1)),
+    ("lr_factor", 1.0), ("max_epochs", 50), ("batches_per_epoch", 0), ("early_stopping", 0), ("split", (0.5, 0.6, -0.1)),
     ("split", (1.0, 0.0, 0.0)), ("device", "tpu"), ("dtype", "float16"), ("seed", -1), ("window", 2.5),
 ])
 def test_train_config_rejects_bad_values_naming_the_parameter(key, value):
@@ -307,6 +307,28 @@ def test_seed_changes_the_run(tmp_path):
     b = toy_fit(tmp_path / "b", seed=2)
     assert a.history[0]["train_loss"] != b.history[0]["train_loss"]
     assert a.split == b.split  # the split is fixed by split_seed, shared by all training seeds
+
+
+def test_an_epoch_is_a_pass_over_the_training_trajectories_or_capped(tmp_path):
+    calls = []
+
+    def counting_builder(config):
+        model = build_toy(config)
+        step = model.step
+        model.step = lambda u, dt=None: (calls.append(u.shape[0]), step(u, dt))[1]
+        return model
+
+    train = TrainConfig(**{**TOY_TRAIN, "max_epochs": 10, "valid_every": 10})
+    fit(diffusion_data(), model_config={"name": "exact_diffusion"}, train=train, out_dir=tmp_path / "a",
+        progress=False, builder=counting_builder)
+    # 14 training trajectories, batch 4: 3 batches of 4 windows x (5 - 2) starting states, 2 steps each;
+    # then one validation of the 4 validation trajectories
+    assert calls == [12] * (10 * 3 * 2) + [12] * 2
+    calls.clear()
+    capped = TrainConfig(**{**TOY_TRAIN, "max_epochs": 10, "valid_every": 10, "batches_per_epoch": 1})
+    fit(diffusion_data(), model_config={"name": "exact_diffusion"}, train=capped, out_dir=tmp_path / "b",
+        progress=False, builder=counting_builder)
+    assert calls == [12] * (10 * 1 * 2) + [12] * 2
 
 
 def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):

@@ -102,3 +102,14 @@ def test_fit_rule_is_snakefmt_clean():
     proc = subprocess.run([str(snakefmt), "--check", str(ROOT / "workflow" / "rules" / "fit.smk")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_schema_defaults_give_the_papers_training_for_every_data_set():
+    from mesodyn.training import TrainConfig
+
+    fit = validate_config({})["fit"]
+    for dataset in ("fput", "fene", "kdv", "allen_cahn", "allen_cahn_2d"):
+        train = TrainConfig.from_dict({**fit["train"], **fit["datasets"][dataset], "seed": 42})
+        assert train.rollout_steps == (5 if dataset == "fput" else 3)
+        assert train.batch_size == (8 if dataset == "allen_cahn_2d" else 32)
+        assert (train.window, train.max_epochs, train.lr, train.batches_per_epoch) == (11, 10_000, 1e-3, None)

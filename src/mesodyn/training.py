@@ -13,7 +13,9 @@ with a uniformly random start; the windows are grouped in batches of ``batch_siz
 batch is dropped. An epoch is therefore ``n_train // batch_size`` optimizer steps (700 training trajectories,
 batch 32: 21 steps), and at least one step (a batch of all training trajectories) when there are fewer
 training trajectories than ``batch_size``. Budgets (``max_epochs``, ``lr_patience``, ``valid_every``) keep the
-paper's meaning with this definition.
+paper's meaning with this definition. ``batches_per_epoch`` caps an epoch at that many batches (the first
+trajectories of the epoch's random order); ``batches_per_epoch: 1`` makes an epoch one random batch, which
+ties a CPU budget to optimizer steps whatever the size of the data set.
 
 The loss of one window
 ----------------------
@@ -102,6 +104,8 @@ class TrainConfig:
         K, autoregressive steps of the loss (paper 3; 5 for FPUT). Must be smaller than ``window``.
     batch_size : int
         Windows per optimizer step (paper 32; 8 in 2-D).
+    batches_per_epoch : int or None
+        Cap on the optimizer steps of an epoch; ``None`` (paper): a full pass over the training trajectories.
     lr : float
         Adam learning rate.
     lr_factor, lr_patience, min_lr : float, int, float
@@ -131,6 +135,7 @@ class TrainConfig:
     window: int = 11
     rollout_steps: int = 3
     batch_size: int = 32
+    batches_per_epoch: int | None = None
     lr: float = 1e-3
     lr_factor: float = 0.5
     lr_patience: int = 300
@@ -151,6 +156,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.batches_per_epoch is not None and (
+            isinstance(self.batches_per_epoch, bool) or not isinstance(self.batches_per_epoch, (int, np.integer))
+            or self.batches_per_epoch < 1
+        ):
+            raise ValueError(f"batches_per_epoch must be a positive integer or None, got {self.batches_per_epoch!r}.")
         for name in ("seed", "split_seed", "lr_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -592,6 +602,8 @@ def fit(
     n_train = train_idx.numel()
     per_batch = min(train.batch_size, n_train)
     n_batches = max(1, n_train // train.batch_size)
+    if train.batches_per_epoch is not None:
+        n_batches = min(n_batches, train.batches_per_epoch)
     n_parameters = int(sum(p.numel() for p in model.parameters()))
     logger.info(
         "fit %s (%d parameters) on %s/%s: %d/%d/%d train/valid/test trajectories, %d steps per epoch, %s",
