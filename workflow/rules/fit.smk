@@ -33,6 +33,8 @@ rule fit:
         dataset="[A-Za-z0-9_]+",
         model="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
+    conda:
+        "../../envs/fit.yaml"
     threads: config["fit"]["threads"]
     resources:
         gpu=1,
