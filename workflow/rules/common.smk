@@ -5,8 +5,8 @@ from pathlib import Path
 # mesodyn is imported from this source tree, also inside --sdm conda environments (which do not install it)
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
 from mesodyn.config import ConfigError, validate_config
