@@ -343,6 +343,9 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert same_checkpoint(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
     again = toy_fit(tmp_path / "resumed", max_epochs=40)  # a finished run is not trained again
     assert again.resumed_from == 40 and same(again.history, straight.history)
+    shorter = toy_fit(tmp_path / "resumed", max_epochs=30)  # a smaller budget cannot reuse a longer run
+    assert shorter.resumed_from is None and shorter.epochs == 30
+    assert same(shorter.history, straight.history[:30])
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):

@@ -573,14 +573,12 @@ def fit(
         warnings.warn(f"{last_path} was made with another config, data or code; training from scratch.",
                       RuntimeWarning, stacklevel=2)
         ckpt = None
-    if ckpt is not None:
-        finished = ckpt["stop_reason"] in ("early_stopping",) or ckpt["stop_reason"].startswith("non-finite")
-        if finished or ckpt["epoch"] >= train.max_epochs:
-            if ckpt["epoch"] > train.max_epochs and not finished:
-                ckpt = None  # trained past the new budget: cannot go back, start again
-            else:
-                _write_outputs(out_dir, ckpt)
-                return _result(out_dir, ckpt, device, resumed_from=int(ckpt["epoch"]))
+    if ckpt is not None and ckpt["epoch"] > train.max_epochs:
+        ckpt = None  # trained past the new budget: a run cannot go back, so start again
+    if ckpt is not None and (ckpt["stop_reason"] or ckpt["epoch"] == train.max_epochs):
+        if ckpt["stop_reason"] != "max_epochs" or ckpt["epoch"] == train.max_epochs:
+            _write_outputs(out_dir, ckpt)  # finished: nothing to train, the files are rewritten identically
+            return _result(out_dir, ckpt, device, resumed_from=int(ckpt["epoch"]))
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -645,8 +643,8 @@ def fit(
     def validate() -> float:
         model.eval()
         total, count = 0.0, 0
-        for start in range(0, valid_idx.numel(), per_batch):
-            stop = start + per_batch
+        for start in range(0, valid_idx.numel(), train.batch_size):
+            stop = start + train.batch_size
             windows = _gather(u, valid_idx[start:stop], valid_starts[start:stop], train.window).to(device)
             # Gradients stay enabled: a model may take dV/du by autograd inside its step.
             loss = rollout_loss(model, windows, rollout_steps=train.rollout_steps).detach()
