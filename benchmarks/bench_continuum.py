@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer trajectories (a smoke run)")
     parser.add_argument("--full-2d", action="store_true", help="run all 1000 AC-2D trajectories on 2 cores")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     n_1d, n_2d = (64, 2) if args.quick else (512, 8)
     rows = []
 
@@ -74,9 +75,11 @@ def main() -> None:
     df = pd.DataFrame(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     df.to_csv(OUT / "continuum.csv", index=False, float_format="%.4g")
+    load = f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     header = (f"Continuum data generation, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs, numpy {np.__version__}; authors: Dedalus 3.0.4, one core "
-              f"(reference README §6).\n\n")
+              f"(reference README §6). Load average (1 min) during the run: {load} (a shared VM: other "
+              f"jobs inflate both wall and CPU time).\n\n")
     table = df.to_markdown(index=False, floatfmt=".3g")
     (OUT / "continuum.md").write_text(header + table + "\n")
     print(header + table)
