@@ -5,6 +5,8 @@ rule solve_pde:
         "logs/data/{dataset}.log",
     wildcard_constraints:
         dataset="kdv|allen_cahn|allen_cahn_2d",
+    conda:
+        "../../envs/simulate.yaml"
     threads: workflow.cores
     params:
         config=lambda wildcards: {
