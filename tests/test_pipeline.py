@@ -41,3 +41,14 @@ def test_cli_simulates_with_overrides(tmp_path):
     import xarray as xr
 
     assert xr.open_dataset(out).sizes["sample"] == 2
+
+
+def test_cli_solves_a_pde_data_set(tmp_path):
+    out = tmp_path / "ac.nc"
+    rc = main(["solve", "allen_cahn", "--config", "config/ci.yaml", "--set", "data.allen_cahn.n_samples=2",
+               "--set", "progress=false", "--out", str(out)])
+    assert rc == 0
+    from mesodyn.fields import read_fields
+
+    ds = read_fields(out)
+    assert ds.sizes["sample"] == 2 and float(abs(ds.u).max()) <= 1.0 + 1e-12

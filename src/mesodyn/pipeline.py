@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["log_to", "set_threads", "simulate_chain_files"]
+__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files"]
 
 logger = logging.getLogger("mesodyn")
 
@@ -81,3 +81,20 @@ def simulate_chain_files(
         micro.attrs = to_netcdf_attrs({**micro.attrs, **provenance_attrs(relevant)})
         write_netcdf(micro, micro_path)
         logger.info("wrote %s (%d trajectories)", micro_path, micro.sizes["sample"])
+
+
+def solve_pde_files(name: str, config: Mapping[str, Any], *, fields_path: str | os.PathLike,
+                    threads: int | None = None) -> None:
+    """Solve continuum data set ``name`` (kdv, allen_cahn, allen_cahn_2d) per ``config`` and write its file."""
+    from mesodyn.continuum import make_dataset
+    from mesodyn.fields import write_fields
+
+    n = set_threads(threads)
+    params = config["data"][name]
+    relevant = {"seed": config["seed"], "data": {name: params}}
+    logger.info("solving %s with %d thread(s): %s", name, n, params)
+    fields = make_dataset(name, params=params, seed=config["seed"], progress=config.get("progress", True),
+                          workers=n)
+    logger.info("accepted %d of %d trials", fields.sizes["sample"], fields.attrs["n_trials"])
+    write_fields(fields, fields_path, config=relevant)
+    logger.info("wrote %s", fields_path)
