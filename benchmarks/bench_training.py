@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import platform
 import resource
 import time
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--steppers", nargs="+", default=["euler", "stabilized"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
@@ -110,6 +112,8 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} threads; peak resident memory of the whole run {peak:.0f} MiB.",
         f"Authors' code on this kind of machine: 1-D {AUTHORS[1][1]}; 2-D {AUTHORS[2][1]} (52 s untuned).",
+        f"Load average (1 min) of the shared machine: {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} cores).",
         "Timing: median over repeats after warm-up steps (CPU: 2 in 1-D, 1 in 2-D); samples = windows.",
         "",
         "| grid | batch | stepper | device | threads | s/step (median) | samples/s | authors samples/s | ratio |",

@@ -17,7 +17,7 @@ import yaml
 
 from mesodyn.config import validate_config
 from mesodyn.fields import read_fields, write_fields
-from mesodyn.training import load_model, split_trajectories
+from mesodyn.training import load_model, split_trajectories, train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -73,7 +73,8 @@ def test_fit_rule_trains_resumable_runs_and_tracks_its_settings(tmp_path):
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\n\n\n'
         f'include: "{ROOT / "workflow" / "rules" / "fit.smk"}"\n\n\n'
-        "rule all:\n    input:\n        fit_targets(),\n"
+        "rule all:\n    input:\n        expand(\"results/models/{dataset}/{model}/seed{seed}/weights.pt\", "
+        "dataset=config[\"datasets\"], model=config[\"fit\"][\"models\"], seed=config[\"fit\"][\"seeds\"]),\n"
     )
     _snakemake(tmp_path)
     run = tmp_path / "results" / "models" / "toy" / "euler" / "seed3"
@@ -109,7 +110,10 @@ def test_schema_defaults_give_the_papers_training_for_every_data_set():
 
     fit = validate_config({})["fit"]
     for dataset in ("fput", "fene", "kdv", "allen_cahn", "allen_cahn_2d"):
-        train = TrainConfig.from_dict({**fit["train"], **fit["datasets"][dataset], "seed": 42})
+        train = TrainConfig.from_dict(train_settings(fit, dataset=dataset, seed=42))
         assert train.rollout_steps == (5 if dataset == "fput" else 3)
         assert train.batch_size == (8 if dataset == "allen_cahn_2d" else 32)
         assert (train.window, train.max_epochs, train.lr, train.batches_per_epoch) == (11, 10_000, 1e-3, None)
+    fit["train"]["window"] = 5  # the default FPUT override K = 5 no longer fits: caught while building the DAG
+    with pytest.raises(ValueError, match="rollout_steps"):
+        train_settings(fit, dataset="fput", seed=0)

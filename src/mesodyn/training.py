@@ -79,6 +79,7 @@ __all__ = [
     "fit",
     "load_model",
     "resolve_device",
+    "train_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -321,6 +322,14 @@ def _source_fingerprint(model: nn.Module) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def train_settings(fit_config: Mapping[str, Any], *, dataset: str, seed: int) -> dict[str, Any]:
+    """The :class:`TrainConfig` settings of one workflow run: ``fit.train``, then the data set's overrides in
+    ``fit.datasets``, then ``seed``. Raises ``ValueError`` (naming the key) if they do not make a valid config."""
+    settings = {**fit_config.get("train", {}), **fit_config.get("datasets", {}).get(dataset, {}), "seed": int(seed)}
+    TrainConfig.from_dict(settings)  # fail while building the DAG, not in the middle of a job
+    return settings
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,22 +1,11 @@
 # Training: one job per (dataset, model, seed); mesodyn.training.fit does the work (docs/training.md).
 # The run folder also keeps last.pt (not declared): a killed or interrupted job resumes from it when rerun
-# with the same config, data and code.
+# with the same config, data and code. Targets (rule all):
+#   expand("results/models/{dataset}/{model}/seed{seed}/weights.pt", dataset=config["datasets"],
+#          model=config["fit"]["models"], seed=config["fit"]["seeds"])
 
 
-def fit_train(wildcards):
-    """Training settings of one run: fit.train, the data set's overrides and the seed of the wildcard."""
-    overrides = config["fit"]["datasets"].get(wildcards.dataset, {})
-    return {**config["fit"]["train"], **overrides, "seed": int(wildcards.seed)}
-
-
-def fit_targets():
-    """The weights of every configured (dataset, model, seed)."""
-    return expand(
-        "results/models/{dataset}/{model}/seed{seed}/weights.pt",
-        dataset=config["datasets"],
-        model=config["fit"]["models"],
-        seed=config["fit"]["seeds"],
-    )
+from mesodyn.training import train_settings
 
 
 rule fit:
@@ -40,6 +29,8 @@ rule fit:
         gpu=1,
     params:
         model=lambda wildcards: config["fit"]["models"][wildcards.model],
-        train=fit_train,
+        train=lambda wildcards: train_settings(
+            config["fit"], dataset=wildcards.dataset, seed=int(wildcards.seed)
+        ),
     script:
         "../scripts/fit.py"
