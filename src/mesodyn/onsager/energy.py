@@ -71,6 +71,134 @@ def _curvature_bounds(first: torch.Tensor, layers: Sequence[torch.Tensor]) -> tu
     return g, h
 
 
+# --- closed-form F' as one autograd Function ---------------------------------------------------------------
+# Points are processed in chunks of this many: every temporary is (chunk, H), a few hundred KiB that stay in
+# cache and are recycled by the allocator, instead of (points, H) tensors of hundreds of MiB per step (on these
+# virtual machines each fresh large allocation faults its pages in again, which dominated the time).
+_CHUNK = 4096
+
+
+def _silu_into(z: torch.Tensor, s: torch.Tensor, h: torch.Tensor, d: torch.Tensor) -> None:
+    """``s = sigmoid(z)``, ``h = silu(z)``, ``d = silu'(z) = s (1 + z (1 - s)) = s + h - h s``, in place."""
+    torch.sigmoid(z, out=s)
+    torch.mul(z, s, out=h)
+    torch.add(h, s, out=d)
+    d.addcmul_(h, s, value=-1.0)
+
+
+def _silu_second_into(z: torch.Tensor, s: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """``out = silu''(z) = s (1 - s) (2 + z (1 - 2 s))`` from ``s = sigmoid(z)``; ``tmp`` is scratch."""
+    torch.mul(s, s, out=out)
+    torch.sub(s, out, out=out)
+    torch.add(z, 2.0, out=tmp).addcmul_(z, s, value=-2.0)
+    return out.mul_(tmp)
+
+
+class _Workspace:
+    """Chunk-sized buffers, allocated once per call and reused for every chunk."""
+
+    def __init__(self, n: int, hidden: int, like: torch.Tensor):
+        new = lambda rows: torch.empty((rows, hidden), dtype=like.dtype, device=like.device)  # noqa: E731
+        self.z1, self.s1, self.d1, self.s2, self.d2, self.t1, self.t2 = (new(n) for _ in range(7))
+        self.a1, self.y2, self.a2, self.y3, self.g, self.back = (new(2 * n) for _ in range(6))
+
+    def forward(self, x, w1, b1, w2, b2, w3, b3):
+        """Value and tangent through the hidden layers for the points ``x`` of shape ``(C, 1)``.
+
+        Layer inputs are stacked as ``[value; tangent]`` (``(2C, H)``) so that each layer is one matrix
+        product for both; biases enter the value half only. Returns views of the buffers.
+        """
+        n = x.shape[0]
+        z1, s1, d1, s2, d2 = self.z1[:n], self.s1[:n], self.d1[:n], self.s2[:n], self.d2[:n]
+        a1, y2, a2, y3 = self.a1[:2 * n], self.y2[:2 * n], self.a2[:2 * n], self.y3[:2 * n]
+        torch.addcmul(b1, x, w1, out=z1)
+        _silu_into(z1, s1, a1[:n], d1)                    # a1 = [h1; dh1/du]
+        torch.mul(d1, w1, out=a1[n:])
+        torch.mm(a1, w2.T, out=y2)                        # y2 = [z2; dz2/du]
+        z2, dz2 = y2[:n].add_(b2), y2[n:]
+        _silu_into(z2, s2, a2[:n], d2)                    # a2 = [h2; dh2/du]
+        torch.mul(d2, dz2, out=a2[n:])
+        torch.mm(a2, w3.T, out=y3)                        # y3 = [z3; dz3/du]
+        z3, dz3 = y3[:n].add_(b3), y3[n:]
+        return z1, s1, d1, a1, z2, dz2, s2, d2, a2, z3, dz3
+
+
+class _LocalDerivative(torch.autograd.Function):
+    """``F'(u)`` for ``F(u) = w . sin(W3 silu(W2 silu(w1 u + b1) + b2) + b3)``, with a hand-written backward.
+
+    Forward: value and tangent (forward mode) through the layers, chunk by chunk, nothing saved but the
+    inputs. Backward: recomputes a chunk's intermediates and back-propagates the cotangent of ``F'`` to ``u``
+    and every weight (reverse over forward), so no graph of a gradient is ever built. It is once
+    differentiable: a second derivative through it raises an error.
+    """
+
+    @staticmethod
+    def forward(ctx, u, w1, b1, w2, b2, w3, b3, w):
+        ctx.save_for_backward(u, w1, b1, w2, b2, w3, b3, w)
+        x = u.reshape(-1, 1)
+        out = torch.empty(x.shape[0], dtype=u.dtype, device=u.device)
+        w1r = w1.reshape(1, -1)
+        work = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+        for start in range(0, x.shape[0], _CHUNK):
+            xc = x[start:start + _CHUNK]
+            *_, z3, dz3 = work.forward(xc, w1r, b1, w2, b2, w3, b3)
+            torch.mv(z3.cos_().mul_(dz3), w, out=out[start:start + xc.shape[0]])
+        return out.reshape(u.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        u, w1, b1, w2, b2, w3, b3, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        x = u.reshape(-1, 1)
+        lam_all = grad_out.reshape(-1, 1)
+        w1r = w1.reshape(1, -1)
+        # Accumulators for the weights (summed over chunks); the input gradient is written per chunk.
+        g_w1 = torch.zeros_like(w1r)
+        g_b1 = torch.zeros_like(b1)
+        g_w2 = torch.zeros_like(w2)
+        g_b2 = torch.zeros_like(b2)
+        g_w3 = torch.zeros_like(w3)
+        g_b3 = torch.zeros_like(b3)
+        g_w = torch.zeros_like(w)
+        g_u = torch.empty(x.shape[0], dtype=u.dtype, device=u.device) if need[0] else None
+        work = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+        for start in range(0, x.shape[0], _CHUNK):
+            xc = x[start:start + _CHUNK]
+            lam = lam_all[start:start + _CHUNK]
+            n = xc.shape[0]
+            z1, s1, d1, a1, z2, dz2, s2, d2, a2, z3, dz3 = work.forward(xc, w1r, b1, w2, b2, w3, b3)
+            t1, t2, g, back = work.t1[:n], work.t2[:n], work.g[:2 * n], work.back[:2 * n]
+            # F' = sum_j w_j cos(z3_j) dz3_j
+            lw = torch.mul(lam, w, out=t1)                        # (C, H)
+            c3 = torch.cos(z3, out=t2)
+            g_w.addmv_(torch.mul(c3, dz3, out=g[:n]).T, lam[:, 0])
+            torch.mul(c3, lw, out=g[n:])                          # d/d(dz3)
+            torch.sin(z3, out=g[:n]).mul_(dz3).mul_(lw).neg_()    # d/dz3
+            g_w3.addmm_(g.T, a2)
+            g_b3.add_(g[:n].sum(0))
+            torch.mm(g, w3, out=back)                             # [d/dh2; d/d(dh2)]
+            gh2, gdh2 = back[:n], back[n:]
+            # dh2 = d2 * dz2, h2 = silu(z2), d2 = silu'(z2): d/dz2 = gh2 d2 + gdh2 dz2 silu''(z2)
+            _silu_second_into(z2, s2, t1, t2).mul_(gdh2).mul_(dz2)
+            torch.mul(gh2, d2, out=g[:n]).add_(t1)
+            torch.mul(gdh2, d2, out=g[n:])                        # d/d(dz2)
+            g_w2.addmm_(g.T, a1)
+            g_b2.add_(g[:n].sum(0))
+            torch.mm(g, w2, out=back)                             # [d/dh1; d/d(dh1)]
+            gh1, gdh1 = back[:n], back[n:]
+            # dh1 = d1 * w1, h1 = silu(z1), d1 = silu'(z1), z1 = w1 u + b1
+            g_w1.add_(torch.mul(gdh1, d1, out=t1).sum(0))
+            _silu_second_into(z1, s1, t1, t2).mul_(gdh1).mul_(w1r)
+            gz1 = gh1.mul_(d1).add_(t1)                           # d/dz1
+            g_w1.addmm_(xc.T, gz1)
+            g_b1.add_(gz1.sum(0))
+            if g_u is not None:
+                torch.mv(gz1, w1r[0], out=g_u[start:start + n])
+        return (g_u.reshape(u.shape) if g_u is not None else None, g_w1.reshape(w1.shape), g_b1, g_w2, g_b2,
+                g_w3, g_b3, g_w)
+
+
 class PointwiseMLP(nn.Module):
     """The local free-energy density ``F(u) = w . sin(W3 silu(W2 silu(W1 u + b1) + b2) + b3)``."""
 
@@ -89,19 +217,10 @@ class PointwiseMLP(nn.Module):
         return (torch.sin(self.lin3(h)) @ self.out.weight[0])
 
     def derivative(self, u: torch.Tensor) -> torch.Tensor:
-        """``F'(u)`` elementwise, by a forward-mode pass (no autograd graph of a gradient)."""
-        x = u.unsqueeze(-1)
-        w1 = self.lin1.weight[:, 0]
-        z1 = x * w1 + self.lin1.bias
-        h1, d1 = _silu_and_derivative(z1)
-        dz1 = d1 * w1
-        z2 = tF.linear(h1, self.lin2.weight, self.lin2.bias)
-        dz2 = tF.linear(dz1, self.lin2.weight)
-        h2, d2 = _silu_and_derivative(z2)
-        dh2 = d2 * dz2
-        z3 = tF.linear(h2, self.lin3.weight, self.lin3.bias)
-        dz3 = tF.linear(dh2, self.lin3.weight)
-        return (torch.cos(z3) * dz3) @ self.out.weight[0]
+        """``F'(u)`` elementwise in closed form (forward mode), differentiable once in ``u`` and the weights
+        by a hand-written backward pass (:class:`_LocalDerivative`); no autograd graph of a gradient."""
+        return _LocalDerivative.apply(u, self.lin1.weight, self.lin1.bias, self.lin2.weight, self.lin2.bias,
+                                      self.lin3.weight, self.lin3.bias, self.out.weight[0])
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""
@@ -137,13 +256,13 @@ class NonlocalEnergy(nn.Module):
             m = min(n_modes, ny)
             rows = np.concatenate([np.arange((m + 1) // 2), np.arange(ny - m // 2, ny)])
             index = (rows[:, None] * nx_half + cols[None, :]).ravel()
-        # Flat indices into the half spectrum, and into the full spectrum for the adjoint.
-        self.register_buffer("index_half", torch.as_tensor(index, dtype=torch.int64), persistent=False)
-        if grid.ndim == 1:
-            index_full = cols
-        else:
-            index_full = (rows[:, None] * shape[-1] + cols[None, :]).ravel()
-        self.register_buffer("index_full", torch.as_tensor(index_full, dtype=torch.int64), persistent=False)
+        # c = P u is evaluated as real matrix products with cosine/sine tables of the retained frequencies
+        # (separable in 2-D), and P^T g for the gradient with their transposes: no complex scatter, no FFT of
+        # the full grid. Tables are built in float64 and cached per dtype/device (a float32 table cast up
+        # to float64 would carry float32 round-off into float64 checks).
+        self._cols = cols
+        self._rows = None if grid.ndim == 1 else rows
+        self._tables: dict = {}
         self.n_modes = len(index)
         n_in = 2 * self.n_modes
         self.lin1 = nn.Linear(n_in, hidden)
@@ -151,9 +270,44 @@ class NonlocalEnergy(nn.Module):
         self.lin3 = nn.Linear(hidden, n_out)
         self.v = nn.Parameter(torch.full((n_out,), 0.1))
 
+    def _table(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        key = (like.dtype, like.device)
+        if key not in self._tables:
+            shape, n_points = self.grid.shape, self.grid.n_points
+            phase_x = 2 * np.pi * np.outer(np.arange(shape[-1]), self._cols) / shape[-1]
+            px = np.concatenate([np.cos(phase_x), -np.sin(phase_x)], axis=1)      # (nx, 2 nc): u -> [Re, Im]
+            if self._rows is None:
+                tables = (px / n_points,)
+            else:
+                phase_y = 2 * np.pi * np.outer(self._rows, np.arange(shape[0])) / shape[0]
+                tables = (px, np.cos(phase_y) / n_points, np.sin(phase_y) / n_points)  # (ny,2nc), (m,ny) x 2
+            self._tables[key] = tuple(torch.as_tensor(t, dtype=like.dtype, device=like.device) for t in tables)
+        return self._tables[key]
+
     def features(self, u: torch.Tensor) -> torch.Tensor:
-        u_hat = self.grid.rfft(u).flatten(start_dim=1)[:, self.index_half] / self.grid.n_points
-        return torch.cat([u_hat.real, u_hat.imag], dim=1)
+        """``c = P u``: real and imaginary parts of ``u_hat(k) / N`` on the retained modes, ``(batch, 2 n)``."""
+        if self._rows is None:
+            (px,) = self._table(u)
+            return u @ px
+        px, cy, sy = self._table(u)
+        nc = len(self._cols)
+        a = u @ px                                        # x-transform: [A_re | A_im], (batch, ny, 2 nc)
+        ca, sa = cy @ a, sy @ a                           # y-transform with e^{-i ky y} = cos - i sin
+        re = ca[..., :nc] + sa[..., nc:]
+        im = ca[..., nc:] - sa[..., :nc]
+        return torch.cat([re.flatten(1), im.flatten(1)], dim=1)
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``P^T g`` (Euclidean adjoint of :meth:`features`), shape ``(batch, *grid)``."""
+        if self._rows is None:
+            (px,) = self._table(g)
+            return g @ px.T
+        px, cy, sy = self._table(g)
+        n, nc = self.n_modes, len(self._cols)
+        g_re = g[:, :n].reshape(-1, len(self._rows), nc)
+        g_im = g[:, n:].reshape(-1, len(self._rows), nc)
+        g_a = cy.T @ torch.cat([g_re, g_im], dim=-1) + sy.T @ torch.cat([-g_im, g_re], dim=-1)
+        return g_a @ px.T
 
     def _forward_parts(self, c: torch.Tensor):
         z1 = self.lin1(c)
@@ -176,13 +330,7 @@ class NonlocalEnergy(nn.Module):
         g2 = (g3 @ self.lin3.weight) * d2
         g1 = (g2 @ self.lin2.weight) * d1
         gc = g1 @ self.lin1.weight
-        n = self.n_modes
-        coeff = torch.complex(gc[:, :n], gc[:, n:])
-        # c = P u with P = [Re, Im] of (1/N) fft; P^T g = Re(ifft(G)) with G scattered on the full grid.
-        full = torch.zeros((u.shape[0], self.grid.n_points), dtype=coeff.dtype, device=u.device)
-        full = full.index_add(1, self.index_full, coeff)
-        grad_euclid = torch.fft.ifftn(full.view(u.shape), dim=self.grid.dims).real
-        return grad_euclid / self.grid.cell_volume
+        return self.adjoint(gc) / self.grid.cell_volume
 
     def sup_bound(self) -> torch.Tensor:
         return 2.0 * self.grid.volume * (self.v**2).sum()
