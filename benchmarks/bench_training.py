@@ -7,7 +7,7 @@ One step is what :func:`mesodyn.training.fit` does per batch: the K-step rollout
 and 8 / 8.5 s (2-D with a tuned allocator).
 
 Run ``python benchmarks/bench_training.py`` (``--threads 2`` by default); it writes
-``benchmarks/results/training.md`` and ``training.csv``. CUDA rows are added when a GPU is present.
+``benchmarks/results/training.md`` and ``training.csv`` (``--grids 1d --out training_1d`` for a quick 1-D run). CUDA rows are added when a GPU is present.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--repeats-1d", type=int, default=10)
     parser.add_argument("--repeats-2d", type=int, default=2)
     parser.add_argument("--steppers", nargs="+", default=["euler", "stabilized"])
+    parser.add_argument("--grids", nargs="+", choices=["1d", "2d"], default=["1d", "2d"])
+    parser.add_argument("--out", default="training", help="stem of the files written to benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
@@ -84,7 +86,8 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
-        for ndim, shape, batch, repeats in ((1, (256,), 32, args.repeats_1d), (2, (128, 128), 8, args.repeats_2d)):
+        sizes = {"1d": (1, (256,), 32, args.repeats_1d), "2d": (2, (128, 128), 8, args.repeats_2d)}
+        for ndim, shape, batch, repeats in (sizes[g] for g in args.grids):
             for stepper in args.steppers:
                 on_cpu = device.type == "cpu"
                 stats = measure(shape, batch, stepper=stepper, device=device, repeats=repeats if on_cpu else 20,
@@ -100,7 +103,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "training.csv", "w", newline="") as fh:
+    with open(RESULTS / f"{args.out}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -123,7 +126,7 @@ def main() -> None:
         lines.append(f"| {r['grid']} | {r['batch']} | {r['stepper']} | {r['device']} | {r['threads']} | "
                      f"{r['s_per_step_median']:.4g} | {r['samples_per_s']:.4g} | {r['authors_samples_per_s']} | "
                      f"{r['speedup_vs_authors']}x |")
-    (RESULTS / "training.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
