@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -75,23 +76,26 @@ def _curvature_bounds(first: torch.Tensor, layers: Sequence[torch.Tensor]) -> tu
 # Points are processed in chunks of this many: every temporary is (chunk, H), a few hundred KiB that stay in
 # cache and are recycled by the allocator, instead of (points, H) tensors of hundreds of MiB per step (on these
 # virtual machines each fresh large allocation faults its pages in again, which dominated the time).
-_CHUNK = 4096
+_CHUNK = 2048
 
 
-def _silu_into(z: torch.Tensor, s: torch.Tensor, h: torch.Tensor, d: torch.Tensor) -> None:
-    """``s = sigmoid(z)``, ``h = silu(z)``, ``d = silu'(z) = s (1 + z (1 - s)) = s + h - h s``, in place."""
-    torch.sigmoid(z, out=s)
-    torch.mul(z, s, out=h)
-    torch.add(h, s, out=d)
-    d.addcmul_(h, s, value=-1.0)
+# Fused elementwise kernels of ATen: silu, silu' times a cotangent, and sigma' times a cotangent. Each is one
+# pass over a chunk where the composite formula would take three to five.
+_silu = torch.ops.aten.silu.out
+_silu_backward = torch.ops.aten.silu_backward.grad_input      # (g, z) -> g * silu'(z)
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # (g, s) -> g * s (1 - s)
 
 
-def _silu_second_into(z: torch.Tensor, s: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
-    """``out = silu''(z) = s (1 - s) (2 + z (1 - 2 s))`` from ``s = sigmoid(z)``; ``tmp`` is scratch."""
-    torch.mul(s, s, out=out)
-    torch.sub(s, out, out=out)
-    torch.add(z, 2.0, out=tmp).addcmul_(z, s, value=-2.0)
-    return out.mul_(tmp)
+def _silu_second_times(z: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor, *factors) -> torch.Tensor:
+    """``out = silu''(z) * prod(factors)`` with ``silu''(z) = s (1 - s) (2 + z (1 - 2 s))``, ``s = sigmoid(z)``.
+
+    ``tmp`` is scratch of the same shape; neither may alias ``z`` or a factor.
+    """
+    sig = torch.sigmoid(z, out=tmp)
+    torch.add(z, 2.0, out=out).addcmul_(z, sig, value=-2.0)
+    for f in factors:
+        out.mul_(f)
+    return _sigmoid_backward(out, sig, grad_input=out)
 
 
 class _Workspace:
@@ -99,7 +103,7 @@ class _Workspace:
 
     def __init__(self, n: int, hidden: int, like: torch.Tensor):
         new = lambda rows: torch.empty((rows, hidden), dtype=like.dtype, device=like.device)  # noqa: E731
-        self.z1, self.s1, self.d1, self.s2, self.d2, self.t1, self.t2 = (new(n) for _ in range(7))
+        self.z1, self.t1, self.t2 = (new(n) for _ in range(3))
         self.a1, self.y2, self.a2, self.y3, self.g, self.back = (new(2 * n) for _ in range(6))
 
     def forward(self, x, w1, b1, w2, b2, w3, b3):
@@ -109,18 +113,44 @@ class _Workspace:
         product for both; biases enter the value half only. Returns views of the buffers.
         """
         n = x.shape[0]
-        z1, s1, d1, s2, d2 = self.z1[:n], self.s1[:n], self.d1[:n], self.s2[:n], self.d2[:n]
-        a1, y2, a2, y3 = self.a1[:2 * n], self.y2[:2 * n], self.a2[:2 * n], self.y3[:2 * n]
+        z1, a1, y2, a2, y3 = self.z1[:n], self.a1[:2 * n], self.y2[:2 * n], self.a2[:2 * n], self.y3[:2 * n]
         torch.addcmul(b1, x, w1, out=z1)
-        _silu_into(z1, s1, a1[:n], d1)                    # a1 = [h1; dh1/du]
-        torch.mul(d1, w1, out=a1[n:])
-        torch.mm(a1, w2.T, out=y2)                        # y2 = [z2; dz2/du]
+        _silu(z1, out=a1[:n])                                     # a1 = [h1; dh1/du = silu'(z1) w1]
+        _silu_backward(w1.expand(n, -1), z1, grad_input=a1[n:])
+        torch.mm(a1, w2.T, out=y2)                                # y2 = [z2; dz2/du]
         z2, dz2 = y2[:n].add_(b2), y2[n:]
-        _silu_into(z2, s2, a2[:n], d2)                    # a2 = [h2; dh2/du]
-        torch.mul(d2, dz2, out=a2[n:])
-        torch.mm(a2, w3.T, out=y3)                        # y3 = [z3; dz3/du]
+        _silu(z2, out=a2[:n])                                     # a2 = [h2; dh2/du = silu'(z2) dz2]
+        _silu_backward(dz2, z2, grad_input=a2[n:])
+        torch.mm(a2, w3.T, out=y3)                                # y3 = [z3; dz3/du]
         z3, dz3 = y3[:n].add_(b3), y3[n:]
-        return z1, s1, d1, a1, z2, dz2, s2, d2, a2, z3, dz3
+        return z1, a1, z2, dz2, a2, z3, dz3
+
+
+def _in_threads(n_points: int, work) -> list:
+    """Run ``work(starts)`` over the chunk starts, split statically over ``torch.get_num_threads()`` threads.
+
+    Why not ATen's own intra-op threads: a chunk takes some 40 small kernels, and each would end in a
+    barrier of the two OpenMP threads; on a shared machine where the second core is busy, every barrier
+    waits a scheduler time slice (measured: ~7 ms per kernel, 4x slower than one thread). Here each thread
+    runs its own chunks with single-threaded kernels (torch ops release the GIL) and meets the others once.
+    Thread ``i`` takes chunks ``i, i + T, ...``, and results are returned in thread order, so the outcome
+    does not depend on timing.
+    """
+    starts = list(range(0, n_points, _CHUNK))
+    n_threads = min(torch.get_num_threads(), len(starts))
+    if n_threads <= 1:
+        return [work(starts)]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # kernels inside the workers: one thread each (new threads read this setting)
+    def run(part):
+        with torch.no_grad():  # grad mode is per thread; autograd is handled by the Function itself
+            return work(part)
+
+    try:
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            return list(pool.map(run, [starts[i::n_threads] for i in range(n_threads)]))
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _LocalDerivative(torch.autograd.Function):
@@ -138,63 +168,69 @@ class _LocalDerivative(torch.autograd.Function):
         x = u.reshape(-1, 1)
         out = torch.empty(x.shape[0], dtype=u.dtype, device=u.device)
         w1r = w1.reshape(1, -1)
-        work = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
-        for start in range(0, x.shape[0], _CHUNK):
-            xc = x[start:start + _CHUNK]
-            *_, z3, dz3 = work.forward(xc, w1r, b1, w2, b2, w3, b3)
-            torch.mv(z3.cos_().mul_(dz3), w, out=out[start:start + xc.shape[0]])
+
+        def work(starts):
+            space = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+            for start in starts:
+                xc = x[start:start + _CHUNK]
+                *_, z3, dz3 = space.forward(xc, w1r, b1, w2, b2, w3, b3)
+                torch.mv(z3.cos_().mul_(dz3), w, out=out[start:start + xc.shape[0]])
+
+        _in_threads(x.shape[0], work)
         return out.reshape(u.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         u, w1, b1, w2, b2, w3, b3, w = ctx.saved_tensors
-        need = ctx.needs_input_grad
         x = u.reshape(-1, 1)
         lam_all = grad_out.reshape(-1, 1)
         w1r = w1.reshape(1, -1)
-        # Accumulators for the weights (summed over chunks); the input gradient is written per chunk.
-        g_w1 = torch.zeros_like(w1r)
-        g_b1 = torch.zeros_like(b1)
-        g_w2 = torch.zeros_like(w2)
-        g_b2 = torch.zeros_like(b2)
-        g_w3 = torch.zeros_like(w3)
-        g_b3 = torch.zeros_like(b3)
-        g_w = torch.zeros_like(w)
-        g_u = torch.empty(x.shape[0], dtype=u.dtype, device=u.device) if need[0] else None
-        work = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
-        for start in range(0, x.shape[0], _CHUNK):
-            xc = x[start:start + _CHUNK]
-            lam = lam_all[start:start + _CHUNK]
-            n = xc.shape[0]
-            z1, s1, d1, a1, z2, dz2, s2, d2, a2, z3, dz3 = work.forward(xc, w1r, b1, w2, b2, w3, b3)
-            t1, t2, g, back = work.t1[:n], work.t2[:n], work.g[:2 * n], work.back[:2 * n]
-            # F' = sum_j w_j cos(z3_j) dz3_j
-            lw = torch.mul(lam, w, out=t1)                        # (C, H)
-            c3 = torch.cos(z3, out=t2)
-            g_w.addmv_(torch.mul(c3, dz3, out=g[:n]).T, lam[:, 0])
-            torch.mul(c3, lw, out=g[n:])                          # d/d(dz3)
-            torch.sin(z3, out=g[:n]).mul_(dz3).mul_(lw).neg_()    # d/dz3
-            g_w3.addmm_(g.T, a2)
-            g_b3.add_(g[:n].sum(0))
-            torch.mm(g, w3, out=back)                             # [d/dh2; d/d(dh2)]
-            gh2, gdh2 = back[:n], back[n:]
-            # dh2 = d2 * dz2, h2 = silu(z2), d2 = silu'(z2): d/dz2 = gh2 d2 + gdh2 dz2 silu''(z2)
-            _silu_second_into(z2, s2, t1, t2).mul_(gdh2).mul_(dz2)
-            torch.mul(gh2, d2, out=g[:n]).add_(t1)
-            torch.mul(gdh2, d2, out=g[n:])                        # d/d(dz2)
-            g_w2.addmm_(g.T, a1)
-            g_b2.add_(g[:n].sum(0))
-            torch.mm(g, w2, out=back)                             # [d/dh1; d/d(dh1)]
-            gh1, gdh1 = back[:n], back[n:]
-            # dh1 = d1 * w1, h1 = silu(z1), d1 = silu'(z1), z1 = w1 u + b1
-            g_w1.add_(torch.mul(gdh1, d1, out=t1).sum(0))
-            _silu_second_into(z1, s1, t1, t2).mul_(gdh1).mul_(w1r)
-            gz1 = gh1.mul_(d1).add_(t1)                           # d/dz1
-            g_w1.addmm_(xc.T, gz1)
-            g_b1.add_(gz1.sum(0))
-            if g_u is not None:
-                torch.mv(gz1, w1r[0], out=g_u[start:start + n])
+        g_u = torch.empty(x.shape[0], dtype=u.dtype, device=u.device) if ctx.needs_input_grad[0] else None
+
+        def work(starts):
+            # Weight gradients summed over this thread's chunks; the input gradient is written per chunk.
+            g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w = (torch.zeros_like(t) for t in (w1r, b1, w2, b2, w3, b3, w))
+            space = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+            for start in starts:
+                xc = x[start:start + _CHUNK]
+                lam = lam_all[start:start + _CHUNK]
+                n = xc.shape[0]
+                z1, a1, z2, dz2, a2, z3, dz3 = space.forward(xc, w1r, b1, w2, b2, w3, b3)
+                t1, t2, g, back = space.t1[:n], space.t2[:n], space.g[:2 * n], space.back[:2 * n]
+                # F' = sum_j w_j cos(z3_j) dz3_j
+                lw = torch.mul(lam, w, out=t1)                        # (C, H)
+                c3 = torch.cos(z3, out=t2)
+                g_w.addmv_(torch.mul(c3, dz3, out=g[:n]).T, lam[:, 0])
+                torch.mul(c3, lw, out=g[n:])                          # d/d(dz3)
+                torch.sin(z3, out=g[:n]).mul_(dz3).mul_(lw).neg_()    # d/dz3
+                g_w3.addmm_(g.T, a2)
+                g_b3.add_(g[:n].sum(0))
+                torch.mm(g, w3, out=back)                             # [d/dh2; d/d(dh2)]
+                gh2, gdh2 = back[:n], back[n:]
+                # h2 = silu(z2), dh2 = silu'(z2) dz2: d/dz2 = silu'(z2) gh2 + silu''(z2) dz2 gdh2
+                _silu_second_times(z2, t1, t2, gdh2, dz2)
+                _silu_backward(gh2, z2, grad_input=g[:n]).add_(t1)
+                _silu_backward(gdh2, z2, grad_input=g[n:])            # d/d(dz2)
+                g_w2.addmm_(g.T, a1)
+                g_b2.add_(g[:n].sum(0))
+                torch.mm(g, w2, out=back)                             # [d/dh1; d/d(dh1)]
+                gh1, gdh1 = back[:n], back[n:]
+                # h1 = silu(z1), dh1 = silu'(z1) w1, z1 = w1 u + b1
+                g_w1.add_(_silu_backward(gdh1, z1, grad_input=t1).sum(0))
+                _silu_second_times(z1, t1, t2, gdh1, w1r)
+                gz1 = _silu_backward(gh1, z1, grad_input=gh1).add_(t1)  # d/dz1
+                g_w1.addmm_(xc.T, gz1)
+                g_b1.add_(gz1.sum(0))
+                if g_u is not None:
+                    torch.mv(gz1, w1r[0], out=g_u[start:start + n])
+            return g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w
+
+        parts = _in_threads(x.shape[0], work)
+        g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w = parts[0]
+        for more in parts[1:]:  # fixed order: deterministic
+            for acc, add in zip((g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w), more):
+                acc.add_(add)
         return (g_u.reshape(u.shape) if g_u is not None else None, g_w1.reshape(w1.shape), g_b1, g_w2, g_b2,
                 g_w3, g_b3, g_w)
 
