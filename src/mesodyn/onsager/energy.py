@@ -77,6 +77,8 @@ def _curvature_bounds(first: torch.Tensor, layers: Sequence[torch.Tensor]) -> tu
 # cache and are recycled by the allocator, instead of (points, H) tensors of hundreds of MiB per step (on these
 # virtual machines each fresh large allocation faults its pages in again, which dominated the time).
 _CHUNK = 2048
+# On a GPU the point is many points per kernel, not cache: chunks only bound the workspace (~1 GiB).
+_CHUNK_GPU = 2**18
 
 
 # Fused elementwise kernels of ATen: silu, silu' times a cotangent, and sigma' times a cotangent. Each is one
@@ -126,7 +128,11 @@ class _Workspace:
         return z1, a1, z2, dz2, a2, z3, dz3
 
 
-def _in_threads(n_points: int, work) -> list:
+def _chunk_size(u: torch.Tensor) -> int:
+    return _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
+
+
+def _in_threads(n_points: int, work, chunk: int, device: torch.device) -> list:
     """Run ``work(starts)`` over the chunk starts, split statically over ``torch.get_num_threads()`` threads.
 
     Why not ATen's own intra-op threads: a chunk takes some 40 small kernels, and each would end in a
@@ -136,8 +142,8 @@ def _in_threads(n_points: int, work) -> list:
     Thread ``i`` takes chunks ``i, i + T, ...``, and results are returned in thread order, so the outcome
     does not depend on timing.
     """
-    starts = list(range(0, n_points, _CHUNK))
-    n_threads = min(torch.get_num_threads(), len(starts))
+    starts = list(range(0, n_points, chunk))
+    n_threads = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
     if n_threads <= 1:
         return [work(starts)]
     previous = torch.get_num_threads()
@@ -169,14 +175,16 @@ class _LocalDerivative(torch.autograd.Function):
         out = torch.empty(x.shape[0], dtype=u.dtype, device=u.device)
         w1r = w1.reshape(1, -1)
 
+        chunk = _chunk_size(u)
+
         def work(starts):
-            space = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+            space = _Workspace(min(chunk, x.shape[0]), w1.shape[0], u)
             for start in starts:
-                xc = x[start:start + _CHUNK]
+                xc = x[start:start + chunk]
                 *_, z3, dz3 = space.forward(xc, w1r, b1, w2, b2, w3, b3)
                 torch.mv(z3.cos_().mul_(dz3), w, out=out[start:start + xc.shape[0]])
 
-        _in_threads(x.shape[0], work)
+        _in_threads(x.shape[0], work, chunk, u.device)
         return out.reshape(u.shape)
 
     @staticmethod
@@ -187,14 +195,15 @@ class _LocalDerivative(torch.autograd.Function):
         lam_all = grad_out.reshape(-1, 1)
         w1r = w1.reshape(1, -1)
         g_u = torch.empty(x.shape[0], dtype=u.dtype, device=u.device) if ctx.needs_input_grad[0] else None
+        chunk = _chunk_size(u)
 
         def work(starts):
             # Weight gradients summed over this thread's chunks; the input gradient is written per chunk.
             g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w = (torch.zeros_like(t) for t in (w1r, b1, w2, b2, w3, b3, w))
-            space = _Workspace(min(_CHUNK, x.shape[0]), w1.shape[0], u)
+            space = _Workspace(min(chunk, x.shape[0]), w1.shape[0], u)
             for start in starts:
-                xc = x[start:start + _CHUNK]
-                lam = lam_all[start:start + _CHUNK]
+                xc = x[start:start + chunk]
+                lam = lam_all[start:start + chunk]
                 n = xc.shape[0]
                 z1, a1, z2, dz2, a2, z3, dz3 = space.forward(xc, w1r, b1, w2, b2, w3, b3)
                 t1, t2, g, back = space.t1[:n], space.t2[:n], space.g[:2 * n], space.back[:2 * n]
@@ -226,7 +235,7 @@ class _LocalDerivative(torch.autograd.Function):
                     torch.mv(gz1, w1r[0], out=g_u[start:start + n])
             return g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w
 
-        parts = _in_threads(x.shape[0], work)
+        parts = _in_threads(x.shape[0], work, chunk, u.device)
         g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w = parts[0]
         for more in parts[1:]:  # fixed order: deterministic
             for acc, add in zip((g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w), more):
