@@ -8,15 +8,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config file comes from profiles/default (`configfile: config/config.yaml`), so that a config given
+# with --configfile replaces it instead of being merged into it. Keys left out take the schema's defaults.
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pde.smk"
+include: "workflow/rules/fit.smk"
 
 
 rule all:
     default_target: True
     input:
         data_targets(),
+        model_targets(),

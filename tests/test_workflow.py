@@ -47,9 +47,14 @@ def test_ci_workflow_runs_end_to_end_and_is_byte_stable(workdir):
         assert ds.sizes["sample"] == 4 and ds.attrs["model"] == name
         assert (workdir / "results" / "micro" / f"{name}.nc").exists()
         assert (workdir / "logs" / "data" / f"{name}.log").stat().st_size > 0
-    first = {p.relative_to(workdir): p.read_bytes() for p in (workdir / "results").rglob("*.nc")}
+    for name in ("fput", "fene", "kdv", "allen_cahn", "allen_cahn_2d"):
+        read_fields(workdir / "results" / "data" / f"{name}.nc")
+        run = workdir / "results" / "models" / name / "speconsnet" / "seed0"
+        for item in ("weights.pt", "model.json", "history.csv", "split.json"):
+            assert (run / item).stat().st_size > 0, run / item
+    first = {p.relative_to(workdir): p.read_bytes() for p in (workdir / "results").rglob("*") if p.is_file()}
     _run(workdir, "--configfile", "config/ci.yaml", "--forceall")
-    second = {p.relative_to(workdir): p.read_bytes() for p in (workdir / "results").rglob("*.nc")}
+    second = {p.relative_to(workdir): p.read_bytes() for p in (workdir / "results").rglob("*") if p.is_file()}
     assert first.keys() == second.keys()
     changed = [str(k) for k in first if first[k] != second[k]]
     assert not changed, f"outputs not byte-identical on rerun: {changed}"

@@ -76,7 +76,17 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     if error is not None:
         raise ConfigError(_sentence(error))
     _check_consistency(instance)
-    return instance
+    return _sorted(instance)
+
+
+def _sorted(value: Any) -> Any:
+    """Mappings with sorted keys, recursively: the same settings always look the same (Snakemake compares
+    ``params:`` to decide reruns, so key order must not depend on how a config file was written)."""
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _check_consistency(config: Mapping[str, Any]) -> None:

@@ -28,3 +28,13 @@ def data_targets():
         if name in CHAINS:
             targets.append(f"results/micro/{name}.nc")
     return targets
+
+
+def model_targets():
+    """One trained model per (data set, model, seed) of the config."""
+    return expand(
+        "results/models/{dataset}/{model}/seed{seed}/weights.pt",
+        dataset=config["datasets"],
+        model=config["fit"]["models"],
+        seed=config["fit"]["seeds"],
+    )
