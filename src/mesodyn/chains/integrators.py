@@ -136,82 +136,110 @@ def displacement_acceleration(kind, params, q):
     return a
 
 
-def _advance_strain(kind, params, r, v, dt, n_slow, substeps, bound, alive, peak):
+@njit(inline="always", error_model="numpy")
+def _strain_sample(kind, params, rs, vs, dt, n_slow, substeps, bound):
+    """Advance one strain-form chain in place; returns (max |r| over the slow-step checks, still alive)."""
+    n = rs.shape[0]
+    half = 0.5 * dt
+    f = np.empty(n)
+    a = np.empty(n)
+    peak = 0.0
+    _strain_acc(kind, params, rs, f, a)
+    for _ in range(n_slow):
+        for _ in range(substeps):
+            for i in range(n):
+                vs[i] += half * a[i]
+                rs[i] += dt * vs[i]
+            _strain_acc(kind, params, rs, f, a)
+            for i in range(n):
+                vs[i] += half * a[i]
+        big = 0.0
+        finite = True
+        for i in range(n):
+            big = max(big, abs(rs[i]))
+            if not (np.isfinite(rs[i]) and np.isfinite(vs[i])):
+                finite = False
+        peak = max(peak, big)
+        if not (big <= bound and finite):
+            return peak, False
+    return peak, True
+
+
+@njit(inline="always", error_model="numpy")
+def _displacement_sample(kind, params, qs, ps, dt, n_slow, substeps, bound, limit):
+    """Advance one displacement-form chain in place; returns (max |r|/limit over the checks, still alive)."""
+    n = qs.shape[0]
+    half = 0.5 * dt
+    f = np.empty(n)
+    a = np.empty(n)
+    peak = 0.0
+    over = _displacement_acc(kind, params, qs, f, a, limit)
+    for _ in range(n_slow):
+        for _ in range(substeps):
+            for i in range(n):
+                ps[i] += half * a[i]
+                qs[i] += dt * ps[i]
+            over = _displacement_acc(kind, params, qs, f, a, limit)
+            if over:
+                break
+            for i in range(n):
+                ps[i] += half * a[i]
+        ratio = _max_bond_ratio(qs, limit)
+        peak = max(peak, ratio)
+        finite = True
+        for i in range(n):
+            if not (np.isfinite(qs[i]) and np.isfinite(ps[i])):
+                finite = False
+        if over or not (ratio <= bound and finite):
+            return peak, False
+    return peak, True
+
+
+# Each driver is its own Python function: Numba's on-disk cache keys entries by function, so one function
+# compiled both with and without parallel=True would share (and overwrite) one cache entry.
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def advance_strain(kind, params, r, v, dt, n_slow, substeps, bound, alive, peak):
     """Advance every live sample of a strain-form ensemble by ``n_slow × substeps`` Verlet steps, in place.
 
     ``r, v``: ``(samples, n)``. A sample whose max |r| exceeds ``bound`` after a slow step, or becomes non-finite,
     is marked dead (``alive[s] = False``) and no longer advanced. ``peak[s]`` keeps the largest max |r| seen.
+    Samples are spread over the threads; each is integrated by one thread, so results do not depend on them.
     """
-    n_samples, n = r.shape
-    half = 0.5 * dt
-    for s in prange(n_samples):
-        if not alive[s]:
-            continue
-        rs = r[s]
-        vs = v[s]
-        f = np.empty(n)
-        a = np.empty(n)
-        _strain_acc(kind, params, rs, f, a)
-        for _ in range(n_slow):
-            for _ in range(substeps):
-                for i in range(n):
-                    vs[i] += half * a[i]
-                    rs[i] += dt * vs[i]
-                _strain_acc(kind, params, rs, f, a)
-                for i in range(n):
-                    vs[i] += half * a[i]
-            big = 0.0
-            finite = True
-            for i in range(n):
-                big = max(big, abs(rs[i]))
-                if not (np.isfinite(rs[i]) and np.isfinite(vs[i])):
-                    finite = False
+    for s in prange(r.shape[0]):
+        if alive[s]:
+            big, alive[s] = _strain_sample(kind, params, r[s], v[s], dt, n_slow, substeps, bound)
             peak[s] = max(peak[s], big)
-            if not (big <= bound and finite):
-                alive[s] = False
-                break
 
 
-def _advance_displacement(kind, params, q, p, dt, n_slow, substeps, bound, limit, alive, peak):
+@njit(cache=True, error_model="numpy")
+def advance_strain_serial(kind, params, r, v, dt, n_slow, substeps, bound, alive, peak):
+    """:func:`advance_strain` on one thread, for small ensembles where starting threads costs more."""
+    for s in range(r.shape[0]):
+        if alive[s]:
+            big, alive[s] = _strain_sample(kind, params, r[s], v[s], dt, n_slow, substeps, bound)
+            peak[s] = max(peak[s], big)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def advance_displacement(kind, params, q, p, dt, n_slow, substeps, bound, limit, alive, peak):
     """Advance a displacement-form ensemble in place, as :func:`advance_strain`.
 
     A bond reaching ``limit`` (the FENE maximal extension R) kills the sample at once; ``peak[s]`` tracks
     max |r| / ``limit`` checked after each slow step, and a sample is marked dead when that ratio exceeds
     ``bound`` or anything becomes non-finite.
     """
-    n_samples, n = q.shape
-    half = 0.5 * dt
-    for s in prange(n_samples):
-        if not alive[s]:
-            continue
-        qs = q[s]
-        ps = p[s]
-        f = np.empty(n)
-        a = np.empty(n)
-        over = _displacement_acc(kind, params, qs, f, a, limit)
-        for _ in range(n_slow):
-            for _ in range(substeps):
-                for i in range(n):
-                    ps[i] += half * a[i]
-                    qs[i] += dt * ps[i]
-                over = _displacement_acc(kind, params, qs, f, a, limit)
-                if over:
-                    break
-                for i in range(n):
-                    ps[i] += half * a[i]
-            ratio = _max_bond_ratio(qs, limit)
-            peak[s] = max(peak[s], ratio)
-            finite = True
-            for i in range(n):
-                if not (np.isfinite(qs[i]) and np.isfinite(ps[i])):
-                    finite = False
-            if over or not (ratio <= bound and finite):
-                alive[s] = False
-                break
+    for s in prange(q.shape[0]):
+        if alive[s]:
+            big, alive[s] = _displacement_sample(kind, params, q[s], p[s], dt, n_slow, substeps, bound, limit)
+            peak[s] = max(peak[s], big)
 
 
-# Parallel kernels for ensembles; serial twins for small runs, where starting threads costs more than it saves.
-advance_strain = njit(parallel=True, cache=True, error_model="numpy")(_advance_strain)
-advance_displacement = njit(parallel=True, cache=True, error_model="numpy")(_advance_displacement)
-advance_strain_serial = njit(cache=True, error_model="numpy")(_advance_strain)
-advance_displacement_serial = njit(cache=True, error_model="numpy")(_advance_displacement)
+@njit(cache=True, error_model="numpy")
+def advance_displacement_serial(kind, params, q, p, dt, n_slow, substeps, bound, limit, alive, peak):
+    """:func:`advance_displacement` on one thread."""
+    for s in range(q.shape[0]):
+        if alive[s]:
+            big, alive[s] = _displacement_sample(kind, params, q[s], p[s], dt, n_slow, substeps, bound, limit)
+            peak[s] = max(peak[s], big)
