@@ -74,24 +74,24 @@ def main() -> None:
         draws = draw_sine_modes(np.random.default_rng(0), 32)
         x0, v0 = initial_state(model, draws)
         dt = model.dt_chain
-        n_np, n_nb = 200, 20000
+        n_np, n_nb = 400, 20000
         numba_steps(model, x0, v0, dt, 1)  # compile
-        t_np, (x_np, _) = best_time(lambda: numpy_reference_steps(model, x0, v0, dt, n_np), repeat=2)
+        t_np, (x_np, _) = best_time(lambda: numpy_reference_steps(model, x0, v0, dt, n_np), repeat=3)
         x_nb_short, _ = numba_steps(model, x0, v0, dt, n_np)
         agree = np.abs(x_np - x_nb_short).max() / np.abs(x_np).max()
         rate_np = x0.size * n_np / t_np
         # the paper's generator: one trajectory at a time, vectorised over the sites
         t_one, _ = best_time(lambda: [numpy_reference_steps(model, x0[i:i + 1], v0[i:i + 1], dt, n_np)
-                                      for i in range(4)], repeat=2)
+                                      for i in range(4)], repeat=3)
         rate_one = 4 * model.n_sites * n_np / t_one
         rates = {}
-        # thread scaling on a larger ensemble (128 trajectories), best of 5, threads interleaved
+        # thread scaling on a larger ensemble (128 trajectories), best of 7, threads interleaved
         big = draw_sine_modes(np.random.default_rng(1), 128)
         xb, vb = initial_state(model, big)
-        n_big = 4000
+        n_big = 10000
         thread_counts = sorted({1, 2, max_threads} & set(range(1, max_threads + 1)))
         best = dict.fromkeys(thread_counts, np.inf)
-        for _ in range(5):
+        for _ in range(7):
             for threads in thread_counts:
                 numba.set_num_threads(threads)
                 best[threads] = min(best[threads], best_time(lambda: numba_steps(model, xb, vb, dt, n_big), 1)[0])
