@@ -20,3 +20,14 @@ def reference():
         return cache[name]
 
     return load
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread: on tiny tensors a second thread only waits on a shared 2-core machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

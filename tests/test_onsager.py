@@ -30,13 +30,7 @@ SHAPES = [(7,), (8,), (12,), (15,), (4, 6), (5, 7), (6, 5), (8, 8)]
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def random_model(shape, seed, *, operators="both", conserved=False, scale=1.0, nonlocal_modes=3,

@@ -20,12 +20,7 @@ X = LENGTH * np.arange(N) / N
 K = np.fft.fftfreq(N, 1.0 / N)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def sine_fields(seed, max_k, n_modes):

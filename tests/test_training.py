@@ -108,13 +108,7 @@ def toy_fit(out_dir, *, progress=False, data=None, model=None, **overrides):
                train=train, out_dir=out_dir, progress=progress, builder=build_toy)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two cores shared by several jobs: torch's second thread only waits for the first on these tiny tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def same_checkpoint(path_a, path_b):
