@@ -36,9 +36,9 @@ def as_dataset(u, times):
     return xr.Dataset({"u": (("sample", "time", "x"), u)}, coords={"time": times, "x": X})
 
 
-def train(data, tmp_path, *, lr, epochs):
+def train(data, tmp_path, *, lr, epochs, init_m_cap=0.1):
     model_config = {"name": "speconsnet", "stepper": "euler", "operators": "both", "gauge": "unit_b",
-                    "hidden": 32, "nonlocal_modes": 0}
+                    "hidden": 32, "nonlocal_modes": 0, "init_m_cap": init_m_cap}
     settings = TrainConfig(window=6, rollout_steps=3, batch_size=16, lr=lr, lr_patience=100, max_epochs=epochs,
                            valid_every=50, early_stopping=20, seed=0, split_seed=0, device="cpu")
     result = fit(data, model_config=model_config, train=settings, out_dir=tmp_path, progress=False)
@@ -57,7 +57,9 @@ def test_allen_cahn_learned_energy_is_affine_in_the_true_energy(tmp_path):
     u0 = 2 * (u0 - lo) / (hi - lo) - 1
     times = 1e-3 * np.arange(21)
     u = solve_allen_cahn(u0, epsilon=eps, times=times, dt=1e-4, workers=1)
-    model, result = train(as_dataset(u, times), tmp_path, lr=3e-3, epochs=300)
+    # uniform start m(k) = 1: on this 64-point grid one Euler step of dt = 1e-3 is stable for every mode
+    # (dt (a + b k²) <= 1.03), so the Euler-stability cap of the default start is not needed
+    model, result = train(as_dataset(u, times), tmp_path, lr=3e-3, epochs=300, init_m_cap=None)
 
     snapshots = u[result.split["test"] + result.split["valid"]].reshape(-1, N)
     with torch.no_grad():

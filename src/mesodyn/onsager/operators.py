@@ -153,11 +153,12 @@ class FourierOperators(nn.Module):
     conserved
         If true, ``m(0) = 0`` so that ``M`` conserves the mean of the field.
     init_m
-        Initial value of every ``m(k)`` (``theta = sqrt(init_m)``).
+        Initial value of ``m(k)`` (``theta = sqrt(init_m)``), or per pair of modes an array of ``n_pairs``
+        values (see :meth:`SpecOnsNet` option ``init_m_cap``).
     """
 
     def __init__(self, *, grid: SpectralGrid, operators: str = "both", conserved: bool = False,
-                 init_m: float = 1.0):
+                 init_m: float | np.ndarray = 1.0):
         super().__init__()
         if operators not in ("both", "M", "W"):
             raise ValueError(f"operators must be 'both', 'M' or 'W', got {operators!r}.")
@@ -175,7 +176,9 @@ class FourierOperators(nn.Module):
         if self.conserved:
             mask[pair[(0,) * grid.ndim]] = 0.0
         self.register_buffer("m_mask", torch.as_tensor(mask, dtype=torch.get_default_dtype()), persistent=False)
-        self.theta = nn.Parameter(torch.full((n_pairs,), math.sqrt(init_m))) if operators in ("both", "M") else None
+        theta0 = torch.sqrt(torch.as_tensor(np.broadcast_to(np.asarray(init_m, dtype=float), (n_pairs,)).copy(),
+                                            dtype=torch.get_default_dtype()))
+        self.theta = nn.Parameter(theta0) if operators in ("both", "M") else None
         self.psi = nn.Parameter(torch.zeros(n_pairs)) if operators in ("both", "W") else None
 
     @property
@@ -185,6 +188,12 @@ class FourierOperators(nn.Module):
     @property
     def has_w(self) -> bool:
         return self.psi is not None
+
+    def pair_k2(self) -> np.ndarray:
+        """``|k|²`` of each pair of modes ``{k, -k}``."""
+        out = np.zeros(self.n_pairs)
+        out[self.pair_half.cpu().numpy().ravel()] = self.grid.k2_half.cpu().numpy().ravel()
+        return out
 
     def m_pairs(self) -> torch.Tensor:
         return self.theta**2 * self.m_mask.to(self.theta.dtype)
