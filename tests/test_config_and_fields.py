@@ -95,3 +95,11 @@ def test_contract_violations_are_named(mutate, match):
 def test_netcdf_attrs_are_plain():
     attrs = to_netcdf_attrs({"a": None, "b": np.float64(1.5), "c": (1, 2), "d": False})
     assert attrs == {"a": "none", "b": 1.5, "c": "[1, 2]", "d": 0}
+
+
+def test_yaml_exponents_without_a_point_are_numbers():
+    """PyYAML reads 4e-5 as a string; the config still means the number."""
+    config = validate_config(yaml.safe_load("data:\n  kdv:\n    dt: 2e-4\n  fput:\n    dt_slow: 1e-3\n"))
+    assert config["data"]["kdv"]["dt"] == 2e-4 and config["data"]["fput"]["dt_slow"] == 1e-3
+    with pytest.raises(ConfigError, match="data.kdv.dt"):
+        validate_config({"data": {"kdv": {"dt": "fast"}}})

@@ -46,6 +46,26 @@ def _sentence(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}' = {error.instance!r} is invalid: {error.message}."
 
 
+def _coerce_numbers(schema: Mapping[str, Any], instance: dict[str, Any]) -> None:
+    """Turn strings such as ``'4e-5'`` into numbers where the schema wants a number.
+
+    YAML 1.1 (PyYAML, and so Snakemake's config loader) reads ``4e-5`` without a decimal point as a string.
+    """
+    props = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    for name, value in list(instance.items()):
+        sub = props.get(name, extra if isinstance(extra, Mapping) else None)
+        if not isinstance(sub, Mapping):
+            continue
+        if isinstance(value, dict):
+            _coerce_numbers(sub, value)
+        elif isinstance(value, str) and sub.get("type") == "number":
+            try:
+                instance[name] = float(value)
+            except ValueError:
+                pass
+
+
 def _fill_defaults(schema: Mapping[str, Any], instance: dict[str, Any]) -> None:
     for name, sub in schema.get("properties", {}).items():
         if name not in instance and "default" in sub:
@@ -70,6 +90,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     """
     schema = schema if schema is not None else load_schema()
     instance = copy.deepcopy(dict(config))
+    _coerce_numbers(schema, instance)
     _fill_defaults(schema, instance)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
