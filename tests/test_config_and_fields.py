@@ -21,6 +21,7 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
     ({"datasets": ["fput", "water"]}, "config key 'datasets.1' is 'water'"),
     ({"data": {"fput": {"n_modes": 9}}}, "config section 'data.fput' is inconsistent: n_modes (9)"),
     ({"data": {"fene": {"r_bound": 1.5}}}, "config key 'data.fene.r_bound' = 1.5 is invalid"),
+    ({"data": {"kdv": {"n_modes": 7}}}, "config section 'data.kdv' is inconsistent: kdv: n_modes = 7 exceeds"),
 ])
 def test_config_mistakes_give_one_sentence(config, fragment):
     with pytest.raises(ConfigError) as info:

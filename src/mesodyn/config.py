@@ -111,17 +111,17 @@ def _sorted(value: Any) -> Any:
 
 
 def _check_consistency(config: Mapping[str, Any]) -> None:
-    """Checks that span several keys (the schema checks keys one by one)."""
+    """Checks that span several keys (the schema checks keys one by one), done by the data sets' own config
+    classes so that a mistake stops the workflow at start-up rather than inside a job."""
     from mesodyn.chains.models import chain_from_config
+    from mesodyn.continuum.datasets import config_for
 
-    for name in ("fput", "fene"):
-        params = config.get("data", {}).get(name)
-        if params is None:
-            continue
+    for name, params in config.get("data", {}).items():
+        build = chain_from_config if name in ("fput", "fene") else config_for
         try:
-            chain_from_config(name, params)
+            build(name, params)
         except ValueError as exc:
-            raise ConfigError(f"config section 'data.{name}' is inconsistent: {exc}.") from None
+            raise ConfigError(f"config section 'data.{name}' is inconsistent: {str(exc).rstrip('.')}.") from None
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

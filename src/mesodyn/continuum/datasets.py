@@ -63,9 +63,17 @@ class _PDEConfig:
                 raise ValueError(f"{self.name}: {key} must be a positive finite number, got {value!r}.")
         if self.scheme not in SCHEMES:
             raise ValueError(f"{self.name}: scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}.")
+        if self.n_modes > self.n_candidates:
+            raise ValueError(f"{self.name}: n_modes = {self.n_modes} exceeds the {self.n_candidates} candidate "
+                             f"modes of max_k = {self.max_k}.")
         if self.t_final < self.dt * self.save_every:
             raise ValueError(f"{self.name}: t_final = {self.t_final} is shorter than one saved interval "
                              f"(dt * save_every = {self.dt * self.save_every}).")
+
+    @property
+    def n_candidates(self) -> int:
+        """How many modes the initial condition draws from: the ``max_k`` slots (1-D)."""
+        return self.max_k
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> _PDEConfig:
@@ -86,11 +94,6 @@ class KdVConfig(_PDEConfig):
 
     name: ClassVar[str] = "kdv"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_modes > self.max_k:
-            raise ValueError(f"kdv: n_modes = {self.n_modes} exceeds max_k = {self.max_k}.")
-
 
 @dataclass(frozen=True, kw_only=True)
 class AllenCahnConfig(_PDEConfig):
@@ -100,11 +103,6 @@ class AllenCahnConfig(_PDEConfig):
     epsilon: float = 0.1
 
     name: ClassVar[str] = "allen_cahn"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_modes > self.max_k:
-            raise ValueError(f"allen_cahn: n_modes = {self.n_modes} exceeds max_k = {self.max_k}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,12 +117,10 @@ class AllenCahn2DConfig(_PDEConfig):
     name: ClassVar[str] = "allen_cahn_2d"
     ndim: ClassVar[int] = 2
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        n_candidates = (2 * self.max_k + 1) ** 2 - 1
-        if self.n_modes > n_candidates:
-            raise ValueError(f"allen_cahn_2d: n_modes = {self.n_modes} exceeds the {n_candidates} candidate "
-                             f"plane waves of max_k = {self.max_k}.")
+    @property
+    def n_candidates(self) -> int:
+        """The plane waves (kx, ky) in [−max_k, max_k]² without (0, 0)."""
+        return (2 * self.max_k + 1) ** 2 - 1
 
 
 DATASETS: dict[str, type[_PDEConfig]] = {
