@@ -34,21 +34,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn.functional as tF
 from torch import nn
 
+from mesodyn.onsager._threads import in_threads as _in_threads
+from mesodyn.onsager.interpolant import interpolate_derivative
 from mesodyn.onsager.operators import SpectralGrid
 
-__all__ = ["SILU_D1_BOUND", "SILU_D2_BOUND", "PointwiseMLP", "NonlocalEnergy", "FreeEnergy",
+__all__ = ["SILU_D1_BOUND", "SILU_D2_BOUND", "LOCAL_DERIVATIVES", "PointwiseMLP", "NonlocalEnergy", "FreeEnergy",
            "inverse_softplus"]
 
 # sup |silu'| = 1.0998..., sup |silu''| = 0.5 (checked numerically in the tests).
 SILU_D1_BOUND = 1.1
 SILU_D2_BOUND = 0.5
+
+# How F' is evaluated at the grid points: in closed form at every point, or through the verified interpolant
+# of :mod:`.interpolant` (the same function to float round-off on the data's range, much cheaper).
+LOCAL_DERIVATIVES = ("exact", "interpolant")
 
 
 def inverse_softplus(y: float) -> float:
@@ -130,33 +135,6 @@ class _Workspace:
 
 def _chunk_size(u: torch.Tensor) -> int:
     return _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
-
-
-def _in_threads(n_points: int, work, chunk: int, device: torch.device) -> list:
-    """Run ``work(starts)`` over the chunk starts, split statically over ``torch.get_num_threads()`` threads.
-
-    Why not ATen's own intra-op threads: a chunk takes some 40 small kernels, and each would end in a
-    barrier of the two OpenMP threads; on a shared machine where the second core is busy, every barrier
-    waits a scheduler time slice (measured: ~7 ms per kernel, 4x slower than one thread). Here each thread
-    runs its own chunks with single-threaded kernels (torch ops release the GIL) and meets the others once.
-    Thread ``i`` takes chunks ``i, i + T, ...``, and results are returned in thread order, so the outcome
-    does not depend on timing.
-    """
-    starts = list(range(0, n_points, chunk))
-    n_threads = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
-    if n_threads <= 1:
-        return [work(starts)]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # kernels inside the workers: one thread each (new threads read this setting)
-    def run(part):
-        with torch.no_grad():  # grad mode is per thread; autograd is handled by the Function itself
-            return work(part)
-
-    try:
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            return list(pool.map(run, [starts[i::n_threads] for i in range(n_threads)]))
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _LocalDerivative(torch.autograd.Function):
@@ -245,10 +223,17 @@ class _LocalDerivative(torch.autograd.Function):
 
 
 class PointwiseMLP(nn.Module):
-    """The local free-energy density ``F(u) = w . sin(W3 silu(W2 silu(W1 u + b1) + b2) + b3)``."""
+    """The local free-energy density ``F(u) = w . sin(W3 silu(W2 silu(W1 u + b1) + b2) + b3)``.
 
-    def __init__(self, *, hidden: int = 64):
+    ``derivative`` picks how ``F'`` is evaluated at the grid points: ``"exact"`` (closed form at every point)
+    or ``"interpolant"`` (:mod:`.interpolant`).
+    """
+
+    def __init__(self, *, hidden: int = 64, derivative: str = "exact"):
         super().__init__()
+        if derivative not in LOCAL_DERIVATIVES:
+            raise ValueError(f"derivative must be one of {', '.join(LOCAL_DERIVATIVES)}, got {derivative!r}.")
+        self.derivative_mode = derivative
         self.lin1 = nn.Linear(1, hidden)
         self.lin2 = nn.Linear(hidden, hidden)
         self.lin3 = nn.Linear(hidden, hidden)
@@ -261,11 +246,22 @@ class PointwiseMLP(nn.Module):
         h = tF.silu(self.lin2(h))
         return (torch.sin(self.lin3(h)) @ self.out.weight[0])
 
-    def derivative(self, u: torch.Tensor) -> torch.Tensor:
+    def _weights(self) -> tuple[torch.Tensor, ...]:
+        return (self.lin1.weight, self.lin1.bias, self.lin2.weight, self.lin2.bias, self.lin3.weight,
+                self.lin3.bias, self.out.weight[0])
+
+    def exact_derivative(self, u: torch.Tensor) -> torch.Tensor:
         """``F'(u)`` elementwise in closed form (forward mode), differentiable once in ``u`` and the weights
         by a hand-written backward pass (:class:`_LocalDerivative`); no autograd graph of a gradient."""
-        return _LocalDerivative.apply(u, self.lin1.weight, self.lin1.bias, self.lin2.weight, self.lin2.bias,
-                                      self.lin3.weight, self.lin3.bias, self.out.weight[0])
+        return _LocalDerivative.apply(u, *self._weights())
+
+    def derivative(self, u: torch.Tensor) -> torch.Tensor:
+        """``F'(u)`` elementwise, exact or through the verified interpolant (see the class docstring)."""
+        if self.derivative_mode == "exact":
+            return self.exact_derivative(u)
+        return interpolate_derivative(
+            u, self.exact_derivative,
+            lambda x: _LocalDerivative.apply(x.double(), *(w.double() for w in self._weights())))
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""
@@ -399,18 +395,20 @@ class FreeEnergy(nn.Module):
         Number of lowest modes per axis fed to ``V_nl``; 0 disables ``V_nl``.
     fix_b
         Gauge convention ``b = 1`` (``b`` is then not learned).
+    local_derivative
+        ``"exact"`` or ``"interpolant"``: how ``F'`` is evaluated (:class:`PointwiseMLP`).
     init_a, init_b
         Initial values of ``a`` and ``b``.
     """
 
     def __init__(self, *, grid: SpectralGrid, hidden: int = 64, nonlocal_modes: int = 16,
-                 fix_b: bool = False, init_a: float = 1.0, init_b: float = 1.0):
+                 fix_b: bool = False, local_derivative: str = "exact", init_a: float = 1.0, init_b: float = 1.0):
         super().__init__()
         self.grid = grid
         self.raw_a = nn.Parameter(torch.tensor(inverse_softplus(init_a)))
         self.fix_b = bool(fix_b)
         self.raw_b = None if self.fix_b else nn.Parameter(torch.tensor(inverse_softplus(init_b)))
-        self.local = PointwiseMLP(hidden=hidden)
+        self.local = PointwiseMLP(hidden=hidden, derivative=local_derivative)
         self.nonlocal_part = NonlocalEnergy(grid=grid, n_modes=nonlocal_modes) if nonlocal_modes > 0 else None
 
     @property

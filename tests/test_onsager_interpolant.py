@@ -1,0 +1,168 @@
+"""The verified interpolant of ``F'`` (``local_derivative="interpolant"``) is the exact ``F'`` to its tolerance.
+
+Values are compared with the exact closed form in float64 at random points (not the nodes or the check points),
+gradients with the exact path's hand-written backward, and a whole training loss with the exact model's.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mesodyn.onsager.interpolant as interpolant
+from mesodyn.onsager import SpecOnsNet, model_config
+from mesodyn.onsager.energy import PointwiseMLP
+from mesodyn.training import rollout_loss
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def local_pair(seed, *, hidden=16, scale=1.0, dtype=torch.float64):
+    """The same random MLP twice: through the interpolant and exact. Weights: PyTorch's default draws times
+    ``scale`` (and the output weights of unit size), i.e. MLPs like the trained ones."""
+    torch.manual_seed(seed)
+    fast = PointwiseMLP(hidden=hidden, derivative="interpolant").to(dtype)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.mul_(scale)
+        fast.out.weight.normal_()
+    exact = PointwiseMLP(hidden=hidden, derivative="exact").to(dtype)
+    exact.load_state_dict(fast.state_dict())
+    return fast, exact
+
+
+def relative_error(a, b):
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max())  # (under no_grad or on detached tensors)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), scale=st.floats(0.3, 3.0), width=st.floats(0.5, 30.0),
+       centre=st.floats(-10.0, 10.0))
+def test_values_match_the_exact_derivative_to_the_tolerance(seed, scale, width, centre):
+    fast, exact = local_pair(seed, scale=scale)
+    u = centre + width * (torch.rand(5, 37, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) - 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback must not be needed for these weights
+        got = fast.derivative(u)
+    # verified at the check points to 1e-12 of max |F'|; at other points within a small factor of that
+    assert relative_error(got, exact.derivative(u)) < 4 * interpolant.TOLERANCE[torch.float64]
+
+
+def test_float32_interpolant_is_as_accurate_as_the_float32_exact_path():
+    fast, exact = local_pair(3, hidden=64, dtype=torch.float32)
+    u = 3.0 * torch.randn(20000, generator=torch.Generator().manual_seed(0))
+    truth = exact.double().derivative(u.double())
+    exact.float()
+    err_fast = relative_error(fast.derivative(u).double(), truth)
+    err_exact = relative_error(exact.derivative(u).double(), truth)
+    assert err_fast < 4 * interpolant.TOLERANCE[torch.float32]
+    assert err_fast < 3 * err_exact, (err_fast, err_exact)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradients_match_the_exact_path(seed):
+    fast, exact = local_pair(seed, hidden=32)
+    gen = torch.Generator().manual_seed(seed)
+    u = 2.0 * torch.randn(4, 300, dtype=torch.float64, generator=gen)
+    cot = torch.randn(u.shape, dtype=torch.float64, generator=gen)
+    grads = []
+    for f in (fast, exact):
+        x = u.clone().requires_grad_(True)
+        (f.derivative(x) * cot).sum().backward()
+        grads.append([x.grad] + [p.grad for p in f.parameters()])
+    for got, want in zip(*grads):
+        assert float((got - want).norm() / want.norm()) < 1e-8
+
+
+def test_chunks_and_threads_change_nothing_but_summation_order(monkeypatch):
+    fast, _ = local_pair(4)
+    u = torch.randn(3, 1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+
+    def run():
+        for p in fast.parameters():
+            p.grad = None
+        u.grad = None
+        y = fast.derivative(u)
+        (y * torch.cos(u.detach())).sum().backward()
+        return y.detach(), u.grad.clone(), [p.grad.clone() for p in fast.parameters()]
+
+    y0, gu0, gp0 = run()
+    monkeypatch.setattr(interpolant, "_CHUNK", 7)
+    torch.set_num_threads(2)
+    y1, gu1, gp1 = run()
+    assert torch.equal(y0, y1) and torch.equal(gu0, gu1)  # pointwise: bit for bit
+    for a, b in zip(gp0, gp1):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    y2, gu2, gp2 = run()  # same settings: bit for bit (no dependence on timing or earlier calls)
+    assert torch.equal(y1, y2) and all(torch.equal(a, b) for a, b in zip(gp1, gp2))
+
+
+def test_falls_back_to_the_exact_path_with_a_warning_when_the_bins_do_not_suffice(monkeypatch):
+    fast, exact = local_pair(5, scale=4.0)
+    monkeypatch.setattr(interpolant, "MAX_BINS", 16)
+    u = torch.linspace(-20, 20, 500, dtype=torch.float64)[None]
+    with pytest.warns(RuntimeWarning, match="using the exact F'"):
+        got = fast.derivative(u)
+    assert torch.equal(got, exact.derivative(u))
+
+
+def test_bins_grow_with_the_range_and_the_tolerance_is_met_where_checked():
+    fast, _ = local_pair(6, hidden=32)
+    exact64 = lambda x: fast.exact_derivative(x)  # noqa: E731
+    with torch.no_grad():
+        narrow = interpolant.choose_bins(exact64, -1.0, 1.0, 1e-12)
+        wide = interpolant.choose_bins(exact64, -20.0, 20.0, 1e-12)
+        loose = interpolant.choose_bins(exact64, -20.0, 20.0, 1e-6)
+    assert narrow[1] <= 1e-12 and wide[1] <= 1e-12 and loose[1] <= 1e-6
+    assert narrow[0] < wide[0] and loose[0] < wide[0]
+
+
+def test_constant_and_non_finite_fields():
+    fast, exact = local_pair(7)
+    u = torch.full((2, 8), 0.37, dtype=torch.float64)
+    assert relative_error(fast.derivative(u), exact.derivative(u)) < 1e-12
+    u[0, 3] = math.nan
+    out = fast.derivative(u)  # handed to the exact path: NaN stays where it was, for the training NaN guard
+    assert torch.isnan(out[0, 3]) and torch.isfinite(out[1]).all()
+
+
+@pytest.mark.parametrize("shape", [(64,), (16, 12)])
+def test_training_loss_and_gradients_match_the_exact_model(shape):
+    options = dict(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3, hidden=32, nonlocal_modes=4)
+    torch.manual_seed(0)
+    exact = SpecOnsNet(**options)
+    fast = SpecOnsNet(**options, local_derivative="interpolant")
+    fast.load_state_dict(exact.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randn(6, 1, *shape, generator=gen)
+    windows = base + 0.01 * torch.cumsum(torch.randn(6, 5, *shape, generator=gen), dim=1)
+    results = []
+    for model in (exact, fast):
+        loss = rollout_loss(model, windows, rollout_steps=3)
+        loss.backward()
+        results.append((float(loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (l0, g0), (l1, g1) = results
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
+
+
+def test_the_option_is_validated_and_recorded():
+    cfg = model_config(shape=[8], length=[1.0], dt=0.1, local_derivative="interpolant")
+    assert cfg["local_derivative"] == "interpolant"
+    assert model_config(shape=[8], length=[1.0], dt=0.1)["local_derivative"] == "exact"
+    with pytest.raises(ValueError, match="local_derivative must be one of exact, interpolant"):
+        model_config(shape=[8], length=[1.0], dt=0.1, local_derivative="chebyshev")
+
+
+def test_node_polynomial_peaks_at_the_check_points():
+    s = np.linspace(-1, 1, 20001)
+    omega = np.prod(s[:, None] - interpolant._NODES[None, :], axis=1)
+    at_checks = np.prod(interpolant._CHECKS[:, None] - interpolant._NODES[None, :], axis=1)
+    assert np.abs(at_checks).min() == pytest.approx(np.abs(omega).max(), rel=1e-6)
