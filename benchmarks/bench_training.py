@@ -45,9 +45,10 @@ def smooth_windows(batch: int, shape: tuple[int, ...], *, window: int = 11, seed
     return out
 
 
-def measure(shape, batch, *, stepper, device, repeats, warmup, rollout_steps=3):
+def measure(shape, batch, *, stepper, device, repeats, warmup, rollout_steps=3, local_derivative="exact"):
     torch.manual_seed(0)
-    model = SpecOnsNet(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3, stepper=stepper).to(device)
+    model = SpecOnsNet(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3, stepper=stepper,
+                       local_derivative=local_derivative).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     windows = smooth_windows(batch, shape).to(device)
 
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--repeats-1d", type=int, default=10)
     parser.add_argument("--repeats-2d", type=int, default=2)
     parser.add_argument("--steppers", nargs="+", default=["euler", "stabilized"])
+    parser.add_argument("--local-derivative", nargs="+", choices=["exact", "interpolant"],
+                        default=["exact", "interpolant"], help="how F' is evaluated (SpecOnsNet option)")
     parser.add_argument("--grids", nargs="+", choices=["1d", "2d"], default=["1d", "2d"])
     parser.add_argument("--out", default="training", help="stem of the files written to benchmarks/results/")
     args = parser.parse_args()
@@ -88,13 +91,13 @@ def main() -> None:
     for device in devices:
         sizes = {"1d": (1, (256,), 32, args.repeats_1d), "2d": (2, (128, 128), 8, args.repeats_2d)}
         for ndim, shape, batch, repeats in (sizes[g] for g in args.grids):
-            for stepper in args.steppers:
+            for stepper, local in ((s, d) for s in args.steppers for d in args.local_derivative):
                 on_cpu = device.type == "cpu"
                 stats = measure(shape, batch, stepper=stepper, device=device, repeats=repeats if on_cpu else 20,
-                                warmup=(2 if ndim == 1 else 1) if on_cpu else 3)
+                                warmup=(2 if ndim == 1 else 1) if on_cpu else 3, local_derivative=local)
                 authors, note = AUTHORS[ndim]
                 rows.append({
-                    "grid": "x".join(map(str, shape)), "batch": batch, "K": 3, "stepper": stepper,
+                    "grid": "x".join(map(str, shape)), "batch": batch, "K": 3, "stepper": stepper, "local_derivative": local,
                     "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
                     "threads": args.threads, **{k: round(v, 4) for k, v in stats.items()},
                     "authors_samples_per_s": round(authors, 3),
@@ -119,11 +122,11 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} cores).",
         "Timing: median over repeats after warm-up steps (CPU: 2 in 1-D, 1 in 2-D); samples = windows.",
         "",
-        "| grid | batch | stepper | device | threads | s/step (median) | samples/s | authors samples/s | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| grid | batch | stepper | F' | device | threads | s/step (median) | samples/s | authors samples/s | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['grid']} | {r['batch']} | {r['stepper']} | {r['device']} | {r['threads']} | "
+        lines.append(f"| {r['grid']} | {r['batch']} | {r['stepper']} | {r['local_derivative']} | {r['device']} | {r['threads']} | "
                      f"{r['s_per_step_median']:.4g} | {r['samples_per_s']:.4g} | {r['authors_samples_per_s']} | "
                      f"{r['speedup_vs_authors']}x |")
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")

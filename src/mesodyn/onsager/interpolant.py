@@ -1,7 +1,7 @@
 """A verified piecewise-polynomial interpolant of the pointwise ``F'`` (``local_derivative="interpolant"``).
 
 Why. ``F'`` is a function of one real variable, yet the exact path evaluates the ``1 -> H -> H -> H`` MLP and its
-tangent at every point of every field (245 760 points per 1-D training step at the paper's sizes, 3.9 M in 2-D)
+tangent at every point of every field (196 608 points per 1-D training step at the paper's sizes, 3.1 M in 2-D)
 and back-propagates through both. That is some 20 GFLOP per 1-D step, which bounds a 2-core CPU at a few
 times the authors' speed whatever the kernels. Here the MLP is evaluated only at a few hundred nodes, and the
 grid points read a polynomial.
@@ -35,7 +35,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from mesodyn.onsager._threads import in_threads
 
 __all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "interpolate_derivative", "choose_bins"]
 
@@ -43,7 +42,11 @@ DEGREE = 5
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 MAX_BINS = 2**14
 _FIRST_BINS = 16
-_CHUNK = 8192          # points per chunk on the CPU (buffers of (chunk, DEGREE + 1) stay in cache)
+# Points per chunk (buffers of (chunk, DEGREE + 1), 1.5 MiB in float32 on the CPU). The chunks run one after the
+# other with ATen's own threads: the dozen cheap kernels per chunk leave too little work between Python calls
+# for the static Python-thread split of the exact path (measured on 2 cores, 1-D paper step: 51 ms this way,
+# 77-82 ms with two Python threads; 45 ms with one thread either way).
+_CHUNK = 2**16
 _CHUNK_GPU = 2**20
 
 # Chebyshev nodes of the first kind on [-1, 1], the inverse Vandermonde matrix (node values -> monomial
@@ -77,21 +80,19 @@ def choose_bins(exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: 
     measured there (relative to that scale) and the node values ``(B, DEGREE + 1)`` (differentiable when
     ``exact64`` is); ``None`` if ``MAX_BINS`` do not reach the tolerance.
 
-    Nodes and check points go through ``exact64`` in one call per trial; there are usually two trials.
+    There are usually one or two trials.
     """
-    n_nodes = len(_NODES)
-    local = np.concatenate([_NODES, _CHECKS])
     powers = torch.as_tensor(np.vander(_CHECKS, DEGREE + 1, increasing=True))  # (c, d + 1)
 
     def measured(n_bins: int) -> tuple[float, torch.Tensor]:
         h = (hi - lo) / n_bins
-        both = exact64(_bin_points(lo, h, n_bins, local)).reshape(n_bins, -1)
-        with torch.no_grad():
-            values, checks = both[:, :n_nodes], both[:, n_nodes:]
-            coeffs = values @ _TO_MONOMIAL_T                              # (B, d + 1)
+        values = exact64(_bin_points(lo, h, n_bins, _NODES)).reshape(n_bins, -1)
+        with torch.no_grad():  # (the check points need no gradient: one backward over the nodes only)
+            checks = exact64(_bin_points(lo, h, n_bins, _CHECKS)).reshape(n_bins, -1)
+            coeffs = values.detach() @ _TO_MONOMIAL_T                     # (B, d + 1)
             error = float((coeffs @ powers.T - checks).abs().max())
             scale = max(float(values.abs().max()), float(checks.abs().max()))
-        return (error / scale if scale > 0 else 0.0), both[:, :n_nodes]
+        return (error / scale if scale > 0 else 0.0), values
 
     n_bins = _FIRST_BINS
     error, values = measured(n_bins)
@@ -128,7 +129,7 @@ def interpolate_derivative(u: torch.Tensor, exact: Callable[[torch.Tensor], torc
 
 class _PiecewisePolynomial(torch.autograd.Function):
     """``p_j(s)`` for the bin ``j`` of every point and its local coordinate ``s`` (a table of monomial
-    coefficients ``(B, d + 1)``). Chunked and threaded like ``_LocalDerivative``; once differentiable."""
+    coefficients ``(B, d + 1)``). Chunked (see ``_CHUNK``); once differentiable."""
 
     @staticmethod
     def forward(ctx, u, table, lo, inv_h):
@@ -146,7 +147,7 @@ class _PiecewisePolynomial(torch.autograd.Function):
                 coef = torch.index_select(table, 0, idx, out=space.coef[:xc.numel()])
                 _horner(coef, s, out=out[start:start + xc.numel()])
 
-        in_threads(x.numel(), work, chunk, u.device)
+        work(range(0, x.numel(), chunk))
         return out.reshape(u.shape)
 
     @staticmethod
@@ -182,12 +183,7 @@ class _PiecewisePolynomial(torch.autograd.Function):
                     out.mul_(g).mul_(2.0 * inv_h)
             return g_table
 
-        parts = in_threads(x.numel(), work, chunk, u.device)
-        g_table = None
-        if need_table:
-            g_table = parts[0]
-            for more in parts[1:]:  # fixed order: deterministic
-                g_table.add_(more)
+        g_table = work(range(0, x.numel(), chunk))
         return (g_u.reshape(u.shape) if need_u else None), g_table, None, None
 
 
