@@ -22,6 +22,11 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
     ({"data": {"fput": {"n_modes": 9}}}, "config section 'data.fput' is inconsistent: n_modes (9)"),
     ({"data": {"fene": {"r_bound": 1.5}}}, "config key 'data.fene.r_bound' = 1.5 is invalid"),
     ({"data": {"kdv": {"n_modes": 7}}}, "config section 'data.kdv' is inconsistent: kdv: n_modes = 7 exceeds"),
+    ({"fit": {"models": {"fast": {"name": "speconsnet", "local_derivative": "chebyshev"}}}},
+     "config 'fit.models.fast' is invalid: local_derivative must be one of exact, interpolant"),
+    ({"fit": {"models": {"m": {"name": "speconsnet", "hiden": 8}}}},
+     "config 'fit.models.m' is invalid: unknown model option 'hiden'"),
+    ({"fit": {"models": {"m": {"name": "fno"}}}}, "config 'fit.models.m' is invalid: model name must be one of"),
 ])
 def test_config_mistakes_give_one_sentence(config, fragment):
     with pytest.raises(ConfigError) as info:

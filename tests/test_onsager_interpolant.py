@@ -166,3 +166,28 @@ def test_node_polynomial_peaks_at_the_check_points():
     omega = np.prod(s[:, None] - interpolant._NODES[None, :], axis=1)
     at_checks = np.prod(interpolant._CHECKS[:, None] - interpolant._NODES[None, :], axis=1)
     assert np.abs(at_checks).min() == pytest.approx(np.abs(omega).max(), rel=1e-6)
+
+
+def test_stopped_and_resumed_fit_equals_an_uninterrupted_one(tmp_path):
+    import xarray as xr
+
+    from mesodyn.training import TrainConfig, fit
+
+    x = 2 * np.pi * np.arange(32) / 32
+    t = 0.01 * np.arange(9)
+    rng = np.random.default_rng(0)
+    amp = rng.uniform(0.5, 2.0, (12, 1, 1))
+    u = amp * np.sin(x + rng.uniform(0, 2 * np.pi, (12, 1, 1))) * np.exp(-t)[None, :, None]
+    data = xr.Dataset({"u": (("sample", "time", "x"), u)}, coords={"time": t, "x": x})
+    model = {"name": "speconsnet", "hidden": 8, "nonlocal_modes": 2, "local_derivative": "interpolant"}
+
+    def run(out, epochs):
+        settings = TrainConfig(window=4, rollout_steps=2, batch_size=4, lr=1e-2, max_epochs=epochs, valid_every=5,
+                               early_stopping=10, seed=1, split_seed=1, device="cpu")
+        return fit(data, model_config=model, train=settings, out_dir=out, progress=False)
+
+    run(tmp_path / "straight", 20)
+    run(tmp_path / "resumed", 10)
+    assert run(tmp_path / "resumed", 20).resumed_from == 10
+    for name in ("weights.pt", "history.csv"):
+        assert (tmp_path / "straight" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name

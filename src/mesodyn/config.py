@@ -122,6 +122,14 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             build(name, params)
         except ValueError as exc:
             raise ConfigError(f"config section 'data.{name}' is inconsistent: {str(exc).rstrip('.')}.") from None
+    if config.get("fit", {}).get("models"):
+        from mesodyn.onsager.model import check_model_config
+
+        for run, options in config["fit"]["models"].items():
+            try:
+                check_model_config(options)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"config 'fit.models.{run}' is invalid: {str(exc).rstrip('.')}.") from None
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from mesodyn.onsager.energy import LOCAL_DERIVATIVES, FreeEnergy
 from mesodyn.onsager.operators import FourierOperators, SpectralGrid
 from mesodyn.onsager.steppers import STEPPERS, step as _step
 
-__all__ = ["SpecOnsNetConfig", "SpecOnsNet", "model_config", "build_model", "GAUGES", "OPERATOR_CHOICES",
-           "grid_from_coordinates"]
+__all__ = ["SpecOnsNetConfig", "SpecOnsNet", "model_config", "build_model", "check_model_config", "GAUGES",
+           "OPERATOR_CHOICES", "grid_from_coordinates"]
 
 GAUGES = ("none", "unit_b")
 OPERATOR_CHOICES = ("both", "M", "W")
@@ -239,6 +239,17 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
     if name not in _REGISTRY:
         raise ValueError(f"config['name'] must be one of {', '.join(sorted(_REGISTRY))}, got {name!r}.")
     return _REGISTRY[name](**options)
+
+
+def check_model_config(config: Mapping[str, Any]) -> None:
+    """Validate a model config before any data exist: the data-dependent keys (``shape``, ``length``, ``dt``)
+    are replaced by placeholders. Raises ``ValueError`` naming the mistake."""
+    options = dict(config)
+    name = options.get("name")
+    if name not in _REGISTRY:
+        raise ValueError(f"model name must be one of {', '.join(sorted(_REGISTRY))}, got {name!r}.")
+    placeholders = {"shape": [8], "length": [1.0], "dt": 1.0}
+    _make_config({**options, **placeholders})
 
 
 def grid_from_coordinates(*coords: Sequence[float]) -> dict[str, list]:
