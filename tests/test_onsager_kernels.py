@@ -128,3 +128,16 @@ def test_training_gradients_equal_the_authors_double_backward(shape, monkeypatch
     assert torch.allclose(ours, ref, rtol=1e-12)
     for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
         assert torch.allclose(g, r, rtol=1e-8, atol=1e-12 * (1 + r.abs().max())), name
+
+
+def test_energy_without_a_graph_is_chunked_and_equal(monkeypatch):
+    """``F(u)`` under ``no_grad`` goes in chunks (no large activations); the values are those of the graph path."""
+    f = random_local(4, hidden=8)
+    u = torch.randn(3, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with_graph = f(u)
+    assert with_graph.requires_grad
+    monkeypatch.setattr(energy, "_ENERGY_CHUNK", 7)
+    with torch.no_grad():
+        chunked = f(u)
+    scale = float(with_graph.detach().abs().max())
+    assert torch.allclose(chunked, with_graph.detach(), rtol=0, atol=1e-13 * scale)
