@@ -248,7 +248,7 @@ class PointwiseMLP(nn.Module):
         that no ``(points, H)`` activation of hundreds of MiB is allocated (measured: 1 M points in 0.60 s
         instead of 1.31 s on 2 cores; the same values bit for bit).
         """
-        if torch.is_grad_enabled() and (u.requires_grad or self.out.weight.requires_grad):
+        if torch.is_grad_enabled() and (u.requires_grad or any(p.requires_grad for p in self.parameters())):
             return self._forward(u)
         flat = u.reshape(-1)
         out = torch.empty_like(flat)
@@ -275,9 +275,9 @@ class PointwiseMLP(nn.Module):
         """``F'(u)`` elementwise, exact or through the verified interpolant (see the class docstring)."""
         if self.derivative_mode == "exact":
             return self.exact_derivative(u)
-        return interpolate_derivative(
-            u, self.exact_derivative,
-            lambda x: _LocalDerivative.apply(x.double(), *(w.double() for w in self._weights())))
+        weights64 = [w.double() for w in self._weights()]  # cast once; the interpolant calls this 2-4 times
+        return interpolate_derivative(u, self.exact_derivative,
+                                      lambda x: _LocalDerivative.apply(x.double(), *weights64))
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""

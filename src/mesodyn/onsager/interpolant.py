@@ -13,8 +13,8 @@ Construction, per call (the input ``u`` is the batch of fields):
    (exact ``F'``, evaluated in float64 by :class:`mesodyn.onsager.energy._LocalDerivative`). The bin stores its
    monomial coefficients in the local coordinate ``s`` in ``[-1, 1]``.
 3. Verification: the interpolant is compared with the exact ``F'`` (float64) at the check points of every bin:
-   the extrema of the node polynomial, where the interpolation error peaks, bin ends included. ``B`` is chosen from the error measured at ``B0 = 16`` bins (interpolation
-   error ~ ``h^(DEGREE+1)``) and doubled until the measured error is at most ``TOLERANCE[dtype] * max |F'|``
+   the extrema of the node polynomial, where the interpolation error peaks, bin ends included. ``B`` is chosen
+   from the error measured at ``B0 = 16`` bins (interpolation error ~ ``h^(DEGREE+1)``) and doubled until the measured error is at most ``TOLERANCE[dtype] * max |F'|``
    (float32: 1e-6, about 8 float32 ulps; float64: 1e-12). If ``MAX_BINS`` do not reach it, the exact path is
    used for that call (with a warning): the option can cost speed, never accuracy.
 4. Gradients: with respect to the weights through the node values (the exact backward at the nodes, so the
@@ -34,7 +34,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-
 
 __all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "interpolate_derivative", "choose_bins"]
 
@@ -56,6 +55,7 @@ _NODES = np.cos(np.pi * (2 * np.arange(DEGREE + 1) + 1) / (2 * (DEGREE + 1)))[::
 _TO_MONOMIAL = np.linalg.inv(np.vander(_NODES, DEGREE + 1, increasing=True))
 _CHECKS = np.cos(np.pi * np.arange(DEGREE + 2) / (DEGREE + 1))[::-1].copy()
 _TO_MONOMIAL_T = torch.as_tensor(_TO_MONOMIAL.T.copy())
+_CHECK_POWERS_T = torch.as_tensor(np.vander(_CHECKS, DEGREE + 1, increasing=True).T.copy())  # (d + 1, checks)
 
 
 def _bin_points(lo: float, h: float, n_bins: int, local: np.ndarray) -> torch.Tensor:
@@ -82,15 +82,13 @@ def choose_bins(exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: 
 
     There are usually one or two trials.
     """
-    powers = torch.as_tensor(np.vander(_CHECKS, DEGREE + 1, increasing=True))  # (c, d + 1)
-
     def measured(n_bins: int) -> tuple[float, torch.Tensor]:
         h = (hi - lo) / n_bins
         values = exact64(_bin_points(lo, h, n_bins, _NODES)).reshape(n_bins, -1)
         with torch.no_grad():  # (the check points need no gradient: one backward over the nodes only)
             checks = exact64(_bin_points(lo, h, n_bins, _CHECKS)).reshape(n_bins, -1)
             coeffs = values.detach() @ _TO_MONOMIAL_T                     # (B, d + 1)
-            error = float((coeffs @ powers.T - checks).abs().max())
+            error = float((coeffs @ _CHECK_POWERS_T - checks).abs().max())
             scale = max(float(values.abs().max()), float(checks.abs().max()))
         return (error / scale if scale > 0 else 0.0), values
 
@@ -138,16 +136,12 @@ class _PiecewisePolynomial(torch.autograd.Function):
         x = u.reshape(-1)
         out = torch.empty_like(x)
         chunk = _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
-
-        def work(starts):
-            space = _Space(min(chunk, x.numel()), table.shape[1], u)
-            for start in starts:
-                xc = x[start:start + chunk]
-                idx, s = space.locate(xc, lo, inv_h, table.shape[0])
-                coef = torch.index_select(table, 0, idx, out=space.coef[:xc.numel()])
-                _horner(coef, s, out=out[start:start + xc.numel()])
-
-        work(range(0, x.numel(), chunk))
+        space = _Space(min(chunk, x.numel()), table.shape[1], u)
+        for start in range(0, x.numel(), chunk):
+            xc = x[start:start + chunk]
+            idx, s = space.locate(xc, lo, inv_h, table.shape[0])
+            coef = torch.index_select(table, 0, idx, out=space.coef[:xc.numel()])
+            _horner(coef, s, out=out[start:start + xc.numel()])
         return out.reshape(u.shape)
 
     @staticmethod
@@ -159,36 +153,31 @@ class _PiecewisePolynomial(torch.autograd.Function):
         n_bins, n_coef = table.shape
         need_u, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g_u = torch.empty_like(x) if need_u else None
+        g_table = torch.zeros_like(table) if need_table else None
         slope = table[:, 1:] * torch.arange(1, n_coef, dtype=table.dtype, device=table.device)  # p'(s)
         chunk = _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
-
-        def work(starts):
-            g_table = torch.zeros_like(table) if need_table else None
-            space = _Space(min(chunk, x.numel()), n_coef, u)
-            slope_rows = space.matrix(n_coef - 1)
-            for start in starts:
-                xc = x[start:start + chunk]
-                g = g_all[start:start + xc.numel()]
-                idx, s = space.locate(xc, lo, inv_h, n_bins)
-                if need_table:  # d/d(table[j, m]) = sum over the bin's points of g s^m
-                    powers = space.coef[:xc.numel()]
-                    powers[:, 0] = g
-                    for m in range(1, n_coef):
-                        torch.mul(powers[:, m - 1], s, out=powers[:, m])
-                    g_table.index_add_(0, idx, powers)
-                if need_u:  # dF'/du = p'(s) ds/du, ds/du = 2 / h
-                    out = g_u[start:start + xc.numel()]
-                    coef = torch.index_select(slope, 0, idx, out=slope_rows[:xc.numel()])
-                    _horner(coef, s, out=out)
-                    out.mul_(g).mul_(2.0 * inv_h)
-            return g_table
-
-        g_table = work(range(0, x.numel(), chunk))
+        space = _Space(min(chunk, x.numel()), n_coef, u)
+        slope_rows = space.matrix(n_coef - 1)
+        for start in range(0, x.numel(), chunk):
+            xc = x[start:start + chunk]
+            g = g_all[start:start + xc.numel()]
+            idx, s = space.locate(xc, lo, inv_h, n_bins)
+            if need_table:  # d/d(table[j, m]) = sum over the bin's points of g s^m
+                powers = space.coef[:xc.numel()]
+                powers[:, 0] = g
+                for m in range(1, n_coef):
+                    torch.mul(powers[:, m - 1], s, out=powers[:, m])
+                g_table.index_add_(0, idx, powers)
+            if need_u:  # dF'/du = p'(s) ds/du, ds/du = 2 / h
+                out = g_u[start:start + xc.numel()]
+                coef = torch.index_select(slope, 0, idx, out=slope_rows[:xc.numel()])
+                _horner(coef, s, out=out)
+                out.mul_(g).mul_(2.0 * inv_h)
         return (g_u.reshape(u.shape) if need_u else None), g_table, None, None
 
 
 class _Space:
-    """Chunk-sized buffers of one thread."""
+    """Chunk-sized buffers, allocated once per call and reused for every chunk."""
 
     def __init__(self, n: int, n_coef: int, like: torch.Tensor):
         self.n, self.like = n, like
