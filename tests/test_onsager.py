@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from mesodyn.onsager import (
     STEPPERS,
     SpecOnsNet,
-    build_model,
     energy_check,
     fit_affine,
     gauge_invariant_symbols,
     grid_from_coordinates,
     model_config,
 )
+from mesodyn.models import build_model
 from mesodyn.onsager.energy import SILU_D1_BOUND, SILU_D2_BOUND
 from mesodyn.onsager.operators import mode_pairs
 from mesodyn.onsager.steppers import stabilized_step
@@ -302,7 +302,7 @@ def test_config_round_trip_rebuilds_an_identical_model_and_weights_load_safely()
 @pytest.mark.parametrize("bad, word", [({"stepper": "rk4"}, "stepper"), ({"operators": "X"}, "operators"),
                                        ({"dt": -1.0}, "dt"), ({"length": [1.0, 2.0]}, "length"),
                                        ({"gauge": "c"}, "gauge"), ({"color": 1}, "color"),
-                                       ({"name": "fno"}, "name")])
+                                       ({"name": "nope"}, "name")])
 def test_bad_options_raise_one_clear_sentence(bad, word):
     options = {"shape": [8], "length": [1.0], "dt": 0.1} | bad
     with pytest.raises(ValueError, match=word):

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from mesodyn.models import build_model
 from mesodyn.training import (
     TrainConfig,
     TrainingDivergedError,
@@ -416,7 +417,7 @@ def test_fit_speconsnet_on_reference_allen_cahn_learns(tmp_path, reference):
     model = load_model(tmp_path)
     assert isinstance(model, onsager.SpecOnsNet) and model.config["dt"] == 1e-3 and model.config["shape"] == [256]
     torch.manual_seed(0)
-    untrained = onsager.build_model(model.config)
+    untrained = build_model(model.config)
     u = torch.tensor(data.u.values[result.split["valid"]][:, 50:61], dtype=torch.float32)
     trained_loss = float(rollout_loss(model, u, rollout_steps=3).detach())
     untrained_loss = float(rollout_loss(untrained, u, rollout_steps=3).detach())

@@ -8,7 +8,6 @@ attribute and the provenance attributes of :mod:`mesodyn.provenance`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from mesodyn._io import atomic_path
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
-__all__ = ["FieldsContractError", "write_netcdf", "write_fields", "read_fields", "validate_fields"]
+__all__ = ["FieldsContractError", "write_netcdf", "write_fields", "read_fields", "validate_fields", "grid_from_data",
+           "dataset_name"]
 
 PROVENANCE_KEYS = ("mesodyn_version", "git_commit", "config")
 
@@ -45,17 +46,8 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = Tr
     for name, coord in ds.coords.items():
         if coord.dtype.kind == "f":
             encoding[name] = {"_FillValue": None}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -111,3 +103,39 @@ def validate_fields(ds: xr.Dataset) -> None:
             raise FieldsContractError(f"provenance attribute '{key}' is missing")
     if not np.all(np.isfinite(u.values)):
         raise FieldsContractError("'u' contains non-finite values")
+
+
+def grid_from_data(data: xr.Dataset) -> dict[str, Any]:
+    """The model's grid from a fields data set: ``shape``, periodic ``length`` and saved ``dt``.
+
+    ``shape``/``length`` follow the trailing dims of ``u`` (1-D ``(x,)``, 2-D ``(y, x)``); ``length`` is
+    ``n * spacing`` of each uniform coordinate, ``dt`` the uniform spacing of ``time`` (to 10 digits).
+    """
+    if "u" not in data:
+        raise ValueError("the data set has no variable 'u'.")
+    dims = data["u"].dims
+    if dims not in (("sample", "time", "x"), ("sample", "time", "y", "x")):
+        raise ValueError(f"'u' has dims {dims}; expected (sample, time, x) or (sample, time, y, x).")
+    shape, length = [], []
+    for dim in dims[2:]:
+        coord = np.asarray(data[dim].values, dtype=np.float64)
+        spacing = np.diff(coord)
+        if coord.size < 2 or not np.allclose(spacing, spacing[0], rtol=1e-6, atol=0):
+            raise ValueError(f"coordinate '{dim}' must be uniformly spaced for a periodic grid.")
+        step = (coord[-1] - coord[0]) / (coord.size - 1)
+        shape.append(int(coord.size))
+        length.append(float(step * coord.size))
+    time = np.asarray(data["time"].values, dtype=np.float64)
+    steps = np.diff(time)
+    if time.size < 2 or not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+        raise ValueError("coordinate 'time' must be uniformly spaced (the saved step is the model's dt).")
+    # 10 significant digits drop the float noise of a saved time axis (1e-3 rather than 9.99999999999966e-4;
+    # the chains accumulate lab time over ~1e5 substeps, so their noise reaches ~1e-12 relative)
+    dt = float(f"{(time[-1] - time[0]) / (time.size - 1):.10g}")
+    return {"shape": shape, "length": length, "dt": dt}
+
+
+def dataset_name(data: xr.Dataset) -> str | None:
+    """The registry name of the data set in ``data`` (attribute ``dataset``, or ``model`` for chain data)."""
+    name = data.attrs.get("dataset", data.attrs.get("model"))
+    return str(name) if name is not None else None

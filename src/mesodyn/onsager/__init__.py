@@ -1,6 +1,6 @@
 """The Onsager hypothesis class ``du/dt = -(M + W) dV/du`` on periodic grids (PyTorch).
 
-Public API: :class:`SpecOnsNet`, :func:`build_model`, :func:`model_config`, the steppers and the energy
+Public API: :class:`SpecOnsNet`, :func:`model_config`, the steppers and the energy
 check of :mod:`.steppers` (with the proof of discrete energy dissipation), and gauge tools of :mod:`.gauge`.
 """
 
@@ -10,7 +10,6 @@ from mesodyn.onsager.model import (
     OPERATOR_CHOICES,
     SpecOnsNet,
     SpecOnsNetConfig,
-    build_model,
     grid_from_coordinates,
     model_config,
 )
@@ -19,7 +18,6 @@ from mesodyn.onsager.steppers import STEPPERS, energy_check
 __all__ = [
     "SpecOnsNet",
     "SpecOnsNetConfig",
-    "build_model",
     "model_config",
     "grid_from_coordinates",
     "STEPPERS",

@@ -53,7 +53,7 @@ SILU_D2_BOUND = 0.5
 
 # How F' is evaluated at the grid points: in closed form at every point, or through the verified interpolant
 # of :mod:`.interpolant` (the same function to float round-off on the data's range, much cheaper).
-LOCAL_DERIVATIVES = ("exact", "interpolant")
+from mesodyn.models.configs import LOCAL_DERIVATIVES  # noqa: E402
 
 
 def inverse_softplus(y: float) -> float:

@@ -45,7 +45,7 @@ import torch
 
 __all__ = ["STEPPERS", "euler_step", "sbdf1_step", "stabilized_step", "energy_check"]
 
-STEPPERS = ("euler", "sbdf1", "stabilized")
+from mesodyn.models.configs import STEPPERS  # noqa: E402  (the one list, shared with the configs)
 
 
 def euler_step(model, u: torch.Tensor, dt: float) -> torch.Tensor:
