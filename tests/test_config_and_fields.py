@@ -25,8 +25,23 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
     ({"fit": {"models": {"fast": {"name": "speconsnet", "local_derivative": "chebyshev"}}}},
      "config 'fit.models.fast' is invalid: local_derivative must be one of exact, interpolant"),
     ({"fit": {"models": {"m": {"name": "speconsnet", "hiden": 8}}}},
-     "config 'fit.models.m' is invalid: unknown model option 'hiden'"),
-    ({"fit": {"models": {"m": {"name": "fno"}}}}, "config 'fit.models.m' is invalid: model name must be one of"),
+     "config 'fit.models.m' is invalid: unknown option 'hiden' of model 'speconsnet'"),
+    ({"fit": {"models": {"m": {"name": "fnoo"}}}}, "config 'fit.models.m' is invalid: model name must be one of"),
+    ({"fit": {"models": {"m": {"name": "fno", "n_modes": 0}}}},
+     "config 'fit.models.m' is invalid: n_modes must be a positive integer"),
+    ({"datasets": ["allen_cahn_2d"], "fit": {"models": {"o": {"name": "onsagernet"}}}},
+     "config 'fit.models.o' cannot be fitted on 'allen_cahn_2d': model 'onsagernet' does not apply"),
+    ({"datasets": ["fput"], "fit": {"models": {"t": {"name": "speconsnet_true_v"}}}},
+     "model 'speconsnet_true_v' does not apply to data set 'fput'"),
+    ({"datasets": ["kdv"], "fit": {"datasets": {"kdv": {"models": ["nope"]}}}},
+     "config 'fit.datasets.kdv.models' names 'nope', which is not a run of fit.models"),
+    # cross-key training settings: once tracebacks from inside the fit rule
+    ({"fit": {"train": {"split": [0.5, 0.5, 0.5]}}},
+     "config 'fit' training settings for data set 'fput' (fit.train with fit.datasets.fput) are inconsistent: split"),
+    ({"datasets": ["kdv"], "fit": {"train": {"window": 2, "rollout_steps": 3}}},
+     "are inconsistent: rollout_steps (3) must be smaller than window (2)"),
+    ({"fit": {"train": {"schedule": "cosine", "max_epochs": 100, "warmup_epochs": 100}}},
+     "warmup_epochs must be an integer in [0, max_epochs)"),
 ])
 def test_config_mistakes_give_one_sentence(config, fragment):
     with pytest.raises(ConfigError) as info:
@@ -45,7 +60,7 @@ def test_defaults_are_the_paper_values():
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config/config.yaml", "config/ci.yaml"):
+    for name in ("config/config.yaml", "config/ci.yaml", "config/paper.yaml"):
         load_config(name)
 
 

@@ -64,7 +64,7 @@ def test_fit_rule_trains_resumable_runs_and_tracks_its_settings(tmp_path):
             "models": {"euler": {"name": "speconsnet", "hidden": 8, "nonlocal_modes": 2}},
             "seeds": [3],
             "threads": 1,
-            "train": {"window": 5, "rollout_steps": 2, "batch_size": 2, "max_epochs": 4, "valid_every": 2,
+            "train": {"window": 6, "rollout_steps": 2, "batch_size": 2, "max_epochs": 4, "valid_every": 2,
                       "device": "cpu", "split": [0.5, 0.34, 0.16]},
         },
     })

@@ -4,6 +4,7 @@ Examples
 --------
 ``mesodyn simulate fput --config config/config.yaml --out results/data/fput.nc --micro results/micro/fput.nc``
 ``mesodyn solve kdv --set data.kdv.n_samples=8 --out kdv8.nc``
+``mesodyn fit results/data/kdv.nc --model fno --out runs/kdv_fno --set fit.train.max_epochs=50``
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     solve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set data.kdv.scheme=etdrk4 (repeatable)")
+    fit = sub.add_parser("fit", help="train one model on one fields file (any registered model)")
+    fit.add_argument("data", help="fields file (netCDF) written by simulate or solve")
+    fit.add_argument("--model", required=True,
+                     help="a run name of the config's fit.models, or a registered model name (speconsnet, fno, ...)")
+    fit.add_argument("--out", required=True, help="run folder to write (weights.pt, model.json, history.csv, ...)")
+    fit.add_argument("--config", default="config/config.yaml", help="workflow config file (YAML)")
+    fit.add_argument("--seed", type=int, default=None, help="training seed (default: the first of fit.seeds)")
+    fit.add_argument("--threads", type=int, default=None, help="threads (default: fit.threads)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set fit.train.max_epochs=50 or "
+                          "--set fit.models.fno.n_modes=16 (repeatable)")
     study = sub.add_parser("study", help="numerical studies (printed as Markdown tables)")
     study.add_argument("topic", choices=["chains"], help="chains: substep convergence and interpolation error")
     study.add_argument("--samples", type=int, default=8)
@@ -88,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"mesodyn: {exc}", file=sys.stderr)
         return 2
+    if args.command == "fit":
+        return _fit(args, config)
     from mesodyn.pipeline import log_to, simulate_chain_files, solve_pde_files
 
     with log_to(None):
@@ -96,6 +110,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  threads=args.threads)
         elif args.command == "solve":
             solve_pde_files(args.dataset, config, fields_path=args.out, threads=args.threads)
+    return 0
+
+
+def _fit(args: argparse.Namespace, config: dict) -> int:
+    """``mesodyn fit``: the run's model config and training settings exactly as the workflow's fit rule has them."""
+    from mesodyn.fields import FieldsContractError, dataset_name, read_fields
+    from mesodyn.pipeline import fit_files, log_to
+    from mesodyn.registry import DATASETS, MODELS
+    from mesodyn.training.settings import train_settings
+
+    runs = config["fit"]["models"]
+    if args.model in runs:
+        model = runs[args.model]
+    elif args.model in MODELS:
+        model = {"name": args.model}
+    else:
+        print(f"mesodyn: --model {args.model!r} is neither a run of fit.models ({', '.join(sorted(runs))}) nor a "
+              f"registered model ({', '.join(sorted(MODELS))}).", file=sys.stderr)
+        return 2
+    try:
+        dataset = dataset_name(read_fields(args.data))
+        seed = args.seed if args.seed is not None else config["fit"]["seeds"][0]
+        train = train_settings(config["fit"], dataset=dataset or "", seed=seed)
+        from mesodyn.models import check_model_config
+
+        check_model_config(model, dataset=dataset if dataset in DATASETS else None)
+    except (OSError, ValueError, FieldsContractError) as exc:
+        print(f"mesodyn: {str(exc).rstrip('.')}.", file=sys.stderr)
+        return 2
+    with log_to(None):
+        fit_files(args.data, model=model, train=train, out_dir=args.out,
+                  threads=args.threads or config["fit"]["threads"], progress=config.get("progress", True))
     return 0
 
 

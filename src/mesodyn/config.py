@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "load_schema", "validate_config", "load_config"]
+__all__ = ["ConfigError", "load_schema", "validate_config", "load_config", "fit_models", "fit_runs"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -122,14 +122,64 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
             build(name, params)
         except ValueError as exc:
             raise ConfigError(f"config section 'data.{name}' is inconsistent: {str(exc).rstrip('.')}.") from None
-    if config.get("fit", {}).get("models"):
-        from mesodyn.onsager.model import check_model_config
+    _check_fit(config)
 
-        for run, options in config["fit"]["models"].items():
+
+def _check_fit(config: Mapping[str, Any]) -> None:
+    """Every model config valid, every (data set, model) combination possible, every data set's training settings
+    consistent: checked at start-up so that no job fails on a config mistake."""
+    from mesodyn.models import check_model_config
+    from mesodyn.registry import DATASETS
+    from mesodyn.training.settings import train_settings
+
+    fit = config.get("fit", {})
+    runs = fit.get("models", {})
+    for run, options in runs.items():
+        try:
+            check_model_config(options)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"config 'fit.models.{run}' is invalid: {str(exc).rstrip('.')}.") from None
+    for dataset in config.get("datasets", []):
+        for run in fit_models(config, dataset):
+            if run not in runs:
+                raise ConfigError(f"config 'fit.datasets.{dataset}.models' names '{run}', which is not a run of "
+                                  f"fit.models ({', '.join(sorted(runs))}).")
             try:
-                check_model_config(options)
+                check_model_config(runs[run], dataset=dataset)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"config 'fit.models.{run}' is invalid: {str(exc).rstrip('.')}.") from None
+                hint = "" if dataset not in DATASETS else (
+                    f"; list the runs for it in fit.datasets.{dataset}.models")
+                raise ConfigError(f"config 'fit.models.{run}' cannot be fitted on '{dataset}': "
+                                  f"{str(exc).rstrip('.')}{hint}.") from None
+        if not runs or not fit_models(config, dataset):
+            continue
+        try:
+            train_settings(fit, dataset=dataset, seed=fit.get("seeds", [0])[0])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"config 'fit' training settings for data set '{dataset}' (fit.train with "
+                              f"fit.datasets.{dataset}) are inconsistent: {str(exc).rstrip('.')}.") from None
+
+
+def fit_models(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """The run names of ``fit.models`` to fit on ``dataset``: ``fit.datasets.<dataset>.models`` or all."""
+    fit = config.get("fit", {})
+    chosen = fit.get("datasets", {}).get(dataset, {}).get("models")
+    return list(chosen) if chosen is not None else list(fit.get("models", {}))
+
+
+def fit_runs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """Every ``(dataset, run, seed)`` the workflow fits. A model without trainable parameters (``classical``)
+    does not depend on the seed and is written for the first seed only."""
+    from mesodyn.registry import MODELS
+
+    fit = config.get("fit", {})
+    seeds = list(fit.get("seeds", []))
+    out = []
+    for dataset in config.get("datasets", []):
+        for run in fit_models(config, dataset):
+            trainable = MODELS[fit["models"][run]["name"]].trainable
+            out.extend((dataset, run, seed) for seed in (seeds if trainable else seeds[:1]))
+    return out
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

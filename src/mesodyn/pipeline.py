@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files"]
+__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files", "fit_files"]
 
 logger = logging.getLogger("mesodyn")
 
@@ -98,3 +98,18 @@ def solve_pde_files(name: str, config: Mapping[str, Any], *, fields_path: str | 
     logger.info("accepted %d of %d trials", fields.sizes["sample"], fields.attrs["n_trials"])
     write_fields(fields, fields_path, config=relevant)
     logger.info("wrote %s", fields_path)
+
+
+def fit_files(data_path: str | os.PathLike, *, model: Mapping[str, Any], train: Mapping[str, Any],
+              out_dir: str | os.PathLike, threads: int | None = None, progress: bool = True) -> None:
+    """Fit the model config ``model`` with the training settings ``train`` (a mapping of
+    :class:`mesodyn.training.TrainConfig`) on the fields file ``data_path``; write the run folder ``out_dir``."""
+    from mesodyn.fields import read_fields
+    from mesodyn.training import TrainConfig, fit
+
+    n = set_threads(threads)
+    logger.info("fitting %s on %s with %d thread(s)", model.get("name"), data_path, n)
+    result = fit(read_fields(data_path), model_config=model, train=TrainConfig.from_dict(train), out_dir=out_dir,
+                 progress=progress)
+    logger.info("%s: %d epochs, best validation loss %.6e at epoch %d (%s)", out_dir, result.epochs,
+                result.best_valid_loss, result.best_epoch, result.stop_reason)

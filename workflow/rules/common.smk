@@ -9,7 +9,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from mesodyn.config import ConfigError, validate_config
+from mesodyn.config import ConfigError, fit_runs, validate_config
 
 try:
     config.update(validate_config(config))
@@ -31,10 +31,8 @@ def data_targets():
 
 
 def model_targets():
-    """One trained model per (data set, model, seed) of the config."""
-    return expand(
-        "results/models/{dataset}/{model}/seed{seed}/weights.pt",
-        dataset=config["datasets"],
-        model=config["fit"]["models"],
-        seed=config["fit"]["seeds"],
-    )
+    """One trained model per (data set, run, seed) of the config (fit.datasets.<name>.models picks the runs)."""
+    return [
+        f"results/models/{dataset}/{run}/seed{seed}/weights.pt"
+        for dataset, run, seed in fit_runs(config)
+    ]

@@ -1,8 +1,7 @@
-# Training: one job per (dataset, model, seed); mesodyn.training.fit does the work (docs/training.md).
-# The run folder also keeps last.pt (not declared): a killed or interrupted job resumes from it when rerun
-# with the same config, data and code. Targets (rule all):
-#   expand("results/models/{dataset}/{model}/seed{seed}/weights.pt", dataset=config["datasets"],
-#          model=config["fit"]["models"], seed=config["fit"]["seeds"])
+# Training: one job per (dataset, run, seed) of mesodyn.config.fit_runs; mesodyn.training.fit does the work for
+# every registered model (docs/training.md, docs/models.md); a model without trainable parameters (classical) is
+# written without training. The run folder also keeps last.pt (not declared): a killed or interrupted job resumes
+# from it when rerun with the same config, data and code.
 
 
 from mesodyn.training import train_settings

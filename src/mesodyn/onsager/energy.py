@@ -9,7 +9,9 @@
   computed from the weights.
 * ``V_nl = |Omega| * sum_j v_j^2 (1 - cos z_j(c))`` where ``c`` are the real and imaginary parts of the
   lowest Fourier coefficients ``u_hat(k) / N``: ``0 <= V_nl <= 2 |Omega| ||v||^2``, with a guaranteed bound
-  on its Hessian as well.
+  on its Hessian as well. Its gradient is the consistent one by default; the authors' variant (gradient on
+  the raw FFT coefficients, ``nonlocal_gradient="paper"``) is a fixed rescaling of it per Fourier mode
+  (:class:`NonlocalEnergy`), and with it ``mu`` is no longer the gradient of ``V``.
 
 Consequently ``V(u) >= a/2 ||u||^2 + b/2 ||grad u||^2 - |Omega| ||w||_1``: bounded below and coercive for every
 parameter value.
@@ -53,7 +55,7 @@ SILU_D2_BOUND = 0.5
 
 # How F' is evaluated at the grid points: in closed form at every point, or through the verified interpolant
 # of :mod:`.interpolant` (the same function to float round-off on the data's range, much cheaper).
-from mesodyn.models.configs import LOCAL_DERIVATIVES  # noqa: E402
+from mesodyn.models.configs import LOCAL_DERIVATIVES, NONLOCAL_GRADIENTS  # noqa: E402
 
 
 def inverse_softplus(y: float) -> float:
@@ -298,11 +300,55 @@ class NonlocalEnergy(nn.Module):
     ``||P||^2 <= 1/N`` (its rows are orthogonal cosines and sines of norm^2 at most ``1/N``, at most two
     rows per pair ``{k, -k}``), so the Hessian of ``V_nl`` in the grid inner product is bounded by
     ``||Hess_c V_nl|| / |Omega|``.
+
+    Parameters
+    ----------
+    grid
+        The spectral grid.
+    n_modes
+        Lowest modes per axis fed to the MLP.
+    hidden, n_out
+        Widths of the MLP's hidden layers and of its last (sine) layer.
+    gradient
+        What :meth:`gradient` returns: ``"consistent"`` (default), ``dV_nl/du`` in the grid inner product;
+        or ``"paper"``, the authors' gradient on the raw FFT coefficients, derived below.
+
+    Notes
+    -----
+    *The paper's gradient.* The authors' code (MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211) forms the
+    chemical potential in Fourier space: the quadratic and local parts as the rfft of their grid gradients,
+    and the nonlocal part as the autograd gradient of ``V_nl`` with respect to the raw coefficients
+    ``U = rfft(u)`` (no ``1/N``), i.e. ``G_k = dV_nl/dRe U_k + i dV_nl/dIm U_k`` (PyTorch's convention for a
+    real function of a complex input), zero off the retained modes, and the grid function is ``irfft(G)``.
+    Here ``V_nl`` is a function of ``c = U / N`` on the retained entries; write ``g_k = dV_nl/dRe c_k +
+    i dV_nl/dIm c_k``, so ``G_k = g_k / N``. With the half spectrum's Hermitian extension,
+    ``irfft(G)(x) = (1/N) sum_k w_k Re(G_k e^{i k.x})`` over the retained entries, where ``w_k = 2`` on the
+    interior columns of the last (halved) axis and ``w_k = 1`` on its column 0 and, for even ``n_x``, its
+    Nyquist column (``irfft`` keeps only the real part there; in 2-D the entries ``(k_y, 0)`` and
+    ``(-k_y, 0)`` are separate inputs and each counts once). Our consistent gradient is
+    ``P^T g / (|Omega|/N) = (1/|Omega|) sum_k Re(g_k e^{i k.x})`` (the Euclidean adjoint of :meth:`features`
+    divided by the cell volume). Hence, mode by mode,
+
+        paper gradient = (w_k |Omega| / N^2) * consistent gradient,
+
+    a fixed linear rescaling: ``2 |Omega| / N^2`` on interior modes and ``|Omega| / N^2`` on ``k_x = 0`` and
+    the Nyquist column (``N`` the number of grid points, ``|Omega|`` the domain volume; ``1.9e-4`` and
+    ``9.6e-5`` for 256 points on a length ``2 pi``). The imaginary parts of self-conjugate entries drop out of
+    both (their feature rows vanish, and ``irfft`` ignores them). It is computed as that rescaling of the
+    feature cotangent, ``(1/N) P^T (w g)``: no autograd and no FFT of the full grid.
+
+    Assumption: our ``V_nl`` is kept (MLP of the normalized coefficients ``c`` on our retained modes); only the
+    variable the gradient is taken in is the authors'. Their 2-D code feeds the rows ``k_y >= 0`` only, ours
+    ``-n/2 .. n/2-1``; that is a difference in ``V_nl``'s features, not in this gradient.
     """
 
-    def __init__(self, *, grid: SpectralGrid, n_modes: int = 16, hidden: int = 64, n_out: int = 32):
+    def __init__(self, *, grid: SpectralGrid, n_modes: int = 16, hidden: int = 64, n_out: int = 32,
+                 gradient: str = "consistent"):
         super().__init__()
+        if gradient not in NONLOCAL_GRADIENTS:
+            raise ValueError(f"gradient must be one of {', '.join(NONLOCAL_GRADIENTS)}, got {gradient!r}.")
         self.grid = grid
+        self.gradient_mode = gradient
         shape = grid.shape
         nx_half = shape[-1] // 2 + 1
         cols = np.arange(min(n_modes, nx_half))
@@ -319,6 +365,11 @@ class NonlocalEnergy(nn.Module):
         # to float64 would carry float32 round-off into float64 checks).
         self._cols = cols
         self._rows = None if grid.ndim == 1 else rows
+        # Per feature, the Hermitian weight w_k of irfft on the last axis (1 on column 0 and the Nyquist column,
+        # 2 elsewhere) over N: the paper gradient is (1/N) P^T (w g) (see the Notes).
+        w_col = np.where((cols == 0) | (2 * cols == shape[-1]), 1.0, 2.0)
+        w_entry = np.tile(w_col, 1 if grid.ndim == 1 else len(rows))
+        self._paper_weight = np.concatenate([w_entry, w_entry]) / grid.n_points
         self._tables: dict = {}
         self.n_modes = len(index)
         n_in = 2 * self.n_modes
@@ -380,14 +431,32 @@ class NonlocalEnergy(nn.Module):
         return self.grid.volume * ((1.0 - torch.cos(z3)) @ self.v**2)
 
     def gradient(self, u: torch.Tensor) -> torch.Tensor:
-        """``dV_nl/du`` in the grid inner product, by a hand-written backward pass (differentiable)."""
+        """``dV_nl/du`` in the grid inner product, or with ``gradient="paper"`` the authors' gradient on the
+        raw FFT coefficients (see the class Notes); by a hand-written backward pass (differentiable)."""
         c = self.features(u)
         d1, d2, z3 = self._forward_parts(c)
         g3 = self.grid.volume * torch.sin(z3) * self.v**2
         g2 = (g3 @ self.lin3.weight) * d2
         g1 = (g2 @ self.lin2.weight) * d1
         gc = g1 @ self.lin1.weight
+        if self.gradient_mode == "paper":
+            return self.adjoint(gc * self._weight(gc))
         return self.adjoint(gc) / self.grid.cell_volume
+
+    def _weight(self, like: torch.Tensor) -> torch.Tensor:
+        """``w / N`` per feature (the paper gradient's rescaling), cached per dtype/device like the tables."""
+        key = ("paper_weight", like.dtype, like.device)
+        if key not in self._tables:
+            self._tables[key] = torch.as_tensor(self._paper_weight, dtype=like.dtype, device=like.device)
+        return self._tables[key]
+
+    def mode_factor(self) -> np.ndarray:
+        """The paper gradient over the consistent one on each rfft bin of the grid (float64, half-spectrum
+        shape): ``w_k |Omega| / N^2`` (see the class Notes); only the retained modes matter."""
+        shape = self.grid.shape
+        cols = np.arange(shape[-1] // 2 + 1)
+        w = np.where((cols == 0) | (2 * cols == shape[-1]), 1.0, 2.0)
+        return np.broadcast_to(w * self.grid.volume / self.grid.n_points**2, self.grid.k2_half.shape).copy()
 
     def sup_bound(self) -> torch.Tensor:
         return 2.0 * self.grid.volume * (self.v**2).sum()
@@ -415,17 +484,39 @@ class FreeEnergy(nn.Module):
         ``"exact"`` or ``"interpolant"``: how ``F'`` is evaluated (:class:`PointwiseMLP`).
     init_a, init_b
         Initial values of ``a`` and ``b``.
+    nonlocal_gradient
+        ``"consistent"`` or ``"paper"`` (:class:`NonlocalEnergy`). With ``"paper"`` (and ``V_nl`` present)
+        :meth:`mu` is not the gradient of :meth:`energy`: see :attr:`is_gradient`.
     """
 
     def __init__(self, *, grid: SpectralGrid, hidden: int = 64, nonlocal_modes: int = 16,
-                 fix_b: bool = False, local_derivative: str = "exact", init_a: float = 1.0, init_b: float = 1.0):
+                 fix_b: bool = False, local_derivative: str = "exact", init_a: float = 1.0, init_b: float = 1.0,
+                 nonlocal_gradient: str = "consistent"):
         super().__init__()
         self.grid = grid
         self.raw_a = nn.Parameter(torch.tensor(inverse_softplus(init_a)))
         self.fix_b = bool(fix_b)
         self.raw_b = None if self.fix_b else nn.Parameter(torch.tensor(inverse_softplus(init_b)))
         self.local = PointwiseMLP(hidden=hidden, derivative=local_derivative)
-        self.nonlocal_part = NonlocalEnergy(grid=grid, n_modes=nonlocal_modes) if nonlocal_modes > 0 else None
+        self.nonlocal_part = (NonlocalEnergy(grid=grid, n_modes=nonlocal_modes, gradient=nonlocal_gradient)
+                              if nonlocal_modes > 0 else None)
+
+    @property
+    def is_gradient(self) -> bool:
+        """Whether :meth:`mu` is the gradient of :meth:`energy` in the grid inner product (false only with the
+        paper's ``V_nl`` gradient and ``V_nl`` present)."""
+        return self.nonlocal_part is None or self.nonlocal_part.gradient_mode == "consistent"
+
+    @torch.no_grad()
+    def paper_init_(self) -> None:
+        """The authors' ``a = b = softplus(0)``: the raw parameters set to 0 (``b`` stays 1 if fixed).
+
+        Draws nothing. ``F``'s and ``V_nl``'s linear layers are already at PyTorch's default initialization;
+        ``V_nl``'s output weights ``v`` (0.1 each) have no counterpart in the authors' network and are kept.
+        """
+        self.raw_a.zero_()
+        if self.raw_b is not None:
+            self.raw_b.zero_()
 
     @property
     def a(self) -> torch.Tensor:
@@ -460,7 +551,8 @@ class FreeEnergy(nn.Module):
         return g
 
     def mu(self, u: torch.Tensor) -> torch.Tensor:
-        """``dV/du`` in the grid inner product."""
+        """``dV/du`` in the grid inner product (with the paper's ``V_nl`` gradient, its ``V_nl`` part is that
+        gradient instead)."""
         linear = self.grid.irfft(self.linear_symbol() * self.grid.rfft(u))
         return linear + self.nonlinear_gradient(u)
 

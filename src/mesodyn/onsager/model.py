@@ -37,6 +37,20 @@ class SpecOnsNet(Model):
 
     Construct with the keyword arguments of :class:`SpecOnsNetConfig`. Fields are tensors of shape
     ``(batch, *shape)``.
+
+    Random draws, all from torch's global generator (:func:`mesodyn.training.fit` seeds it before building the
+    model), in this order: the linear layers of ``F`` (``lin1``, ``lin2``, ``lin3``, ``out``), then those of
+    ``V_nl`` (``lin1``, ``lin2``, ``lin3``), all at PyTorch's default initialization whatever ``init`` is; then,
+    with ``init="paper"`` only, ``theta`` and then ``psi`` (:meth:`FourierOperators.paper_init_`). The
+    authors' code also builds its potential (``F``, ``V_nl``) before drawing ``M`` and ``W``. So at one seed
+    ``"ours"`` and ``"paper"`` have the same ``F`` and ``V_nl`` weights and differ in ``a``, ``b``, ``M`` and
+    ``W`` only. ``init="ours"`` draws nothing beyond the linear layers.
+
+    With ``nonlocal_gradient="paper"`` (and ``nonlocal_modes > 0``) the model is not a gradient flow of its own
+    ``V``: :meth:`mu`'s ``V_nl`` part is the authors' rescaled gradient while :meth:`energy` is unchanged, so
+    :meth:`dissipation_rate` is not ``dV/dt`` and the ``"stabilized"`` stepper, whose energy guarantee needs
+    ``mu = dV/du``, is refused: as the configured stepper by the config's validation, and when asked for at a
+    step (:attr:`is_gradient_flow`).
     """
 
     config_class = SpecOnsNetConfig
@@ -47,22 +61,35 @@ class SpecOnsNet(Model):
         self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
         self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
                                           init_m=cfg.init_m)
-        if cfg.init_m_cap is not None and self.operators.has_m:
+        if cfg.init == "ours" and cfg.init_m_cap is not None and self.operators.has_m:
             k2 = self.operators.pair_k2()
             m0 = np.minimum(cfg.init_m, cfg.init_m_cap / (cfg.dt * (cfg.init_a + cfg.init_b * k2)))
             with torch.no_grad():
                 self.operators.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=self.operators.theta.dtype))
         self.free_energy = FreeEnergy(grid=self.grid, hidden=cfg.hidden, nonlocal_modes=cfg.nonlocal_modes,
                                       fix_b=cfg.gauge == "unit_b", local_derivative=cfg.local_derivative,
-                                      init_a=cfg.init_a, init_b=cfg.init_b)
+                                      init_a=cfg.init_a, init_b=cfg.init_b,
+                                      nonlocal_gradient=cfg.nonlocal_gradient)
+        if cfg.init == "paper":
+            # After F and V_nl: the draw order documented above.
+            self.free_energy.paper_init_()
+            self.operators.paper_init_()
 
     @property
     def stepper(self) -> str:
         return self.cfg.stepper
 
+    @property
+    def is_gradient_flow(self) -> bool:
+        """Whether :meth:`mu` is ``dV/du`` of :meth:`energy` (false with the paper's ``V_nl`` gradient)."""
+        return self.free_energy.is_gradient
+
     def mu(self, u: torch.Tensor) -> torch.Tensor:
         """``dV/du`` in the grid inner product ``<f, g> = (|Omega|/N) sum f g`` (mean over cells times the
-        domain volume), the same inner product in which ``M`` is symmetric PSD and ``W`` antisymmetric."""
+        domain volume), the same inner product in which ``M`` is symmetric PSD and ``W`` antisymmetric.
+
+        With ``nonlocal_gradient="paper"`` the ``V_nl`` part is the authors' gradient on the raw FFT
+        coefficients instead, ``w_k |Omega| / N^2`` times ours on mode ``k`` (:class:`NonlocalEnergy`)."""
         self.check_input(u)
         return self.free_energy.mu(u)
 
@@ -81,7 +108,8 @@ class SpecOnsNet(Model):
         return _step(self, u, self.dt if dt is None else float(dt), stepper or self.stepper)
 
     def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
-        """``dV/dt = <mu, du/dt> = -<mu, M mu>`` per batch member (continuous time)."""
+        """``-<mu, M mu>`` per batch member: ``dV/dt`` in continuous time when :attr:`is_gradient_flow`
+        (not with ``nonlocal_gradient="paper"``)."""
         return -self.operators.dissipation(self.mu(u))
 
     def energy_lower_bound(self) -> torch.Tensor:

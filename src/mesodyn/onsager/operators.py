@@ -189,6 +189,31 @@ class FourierOperators(nn.Module):
     def has_w(self) -> bool:
         return self.psi is not None
 
+    @torch.no_grad()
+    def paper_init_(self, *, generator: torch.Generator | None = None) -> None:
+        """Redraw ``theta`` and ``psi`` as the authors do (arXiv 2605.16211, code MLDS-NUS/Meso-SpecOnsNet).
+
+        ``theta ~ N(0, 0.1^2)`` (so ``m = theta^2``) and then ``psi ~ N(0, 0.01^2)``, one value per pair of
+        modes, drawn from ``generator`` (default: torch's global generator, i.e. the caller's seed).
+
+        Draw order: ``n_pairs`` standard normals for ``theta`` first, then ``n_pairs`` for ``psi``, both as
+        ``torch.randn(n_pairs) * scale`` in the parameters' dtype. Both are always drawn, also when
+        ``operators`` is ``"M"`` or ``"W"`` (the unused draw is discarded), so that the ``psi`` of a given
+        seed does not depend on ``operators``, as in the authors' code, which always creates both.
+
+        In 1-D the pairs are the rfft bins ``k = 0 .. n/2`` in order, the authors' layout. In 2-D the authors
+        hold one value per rfft bin (``ny (nx/2 + 1)``, the bins ``(ky, 0)`` and ``(-ky, 0)`` being separate);
+        here there is one per pair ``{k, -k}``, so the same distribution over fewer draws.
+        """
+        like = self.theta if self.theta is not None else self.psi
+        options = {"dtype": like.dtype, "device": like.device, "generator": generator}
+        theta = torch.randn(self.n_pairs, **options) * 0.1
+        psi = torch.randn(self.n_pairs, **options) * 0.01
+        if self.theta is not None:
+            self.theta.copy_(theta)
+        if self.psi is not None:
+            self.psi.copy_(psi)
+
     def pair_k2(self) -> np.ndarray:
         """``|k|²`` of each pair of modes ``{k, -k}``."""
         out = np.zeros(self.n_pairs)

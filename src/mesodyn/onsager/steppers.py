@@ -87,7 +87,13 @@ def stabilized_step(model, u: torch.Tensor, dt: float, *, adaptive: bool = True,
     the theorem. Either way the returned state never has a larger energy, and the adaptive variant keeps
     the accuracy of plain SBDF1 wherever SBDF1 itself dissipates (the weight-derived ``L`` is a loose
     worst-case bound, and ``dt * S`` is the scheme's first-order error constant).
+
+    The theorem needs ``mu = dV/du``: a model whose ``is_gradient_flow`` is false (SpecOnsNet with
+    ``nonlocal_gradient="paper"``) raises ``ValueError``.
     """
+    if not getattr(model, "is_gradient_flow", True):
+        raise ValueError("stepper 'stabilized' guarantees energy decay only for a gradient flow, which this "
+                         "model (nonlocal_gradient 'paper') is not; use 'euler' or 'sbdf1'.")
     s_max = 0.5 * model.free_energy.curvature_bound().detach()
     if not adaptive:
         return _implicit_step(model, u, dt, s_max)

@@ -50,25 +50,31 @@ Layout
 :mod:`.checkpoint` (run state and files), :mod:`.loop` (:func:`fit`).
 """
 
-from mesodyn.fields import grid_from_data
-from mesodyn.models import load_model
-from mesodyn.training.checkpoint import HISTORY_COLUMNS, OUTPUT_FILES
-from mesodyn.training.data import split_trajectories
-from mesodyn.training.loop import FitResult, TrainingDivergedError, fit
-from mesodyn.training.loss import rollout_loss
-from mesodyn.training.settings import TrainConfig, resolve_device, train_settings
+from __future__ import annotations
 
-__all__ = [
-    "TrainConfig",
-    "FitResult",
-    "TrainingDivergedError",
-    "split_trajectories",
-    "grid_from_data",
-    "rollout_loss",
-    "fit",
-    "load_model",
-    "resolve_device",
-    "train_settings",
-    "OUTPUT_FILES",
-    "HISTORY_COLUMNS",
-]
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562), so that checking a workflow config (which needs only the torch-free
+# settings) does not import PyTorch.
+_WHERE = {
+    "TrainConfig": "settings", "train_settings": "settings", "resolve_device": "settings",
+    "split_trajectories": "data", "rollout_loss": "loss", "OUTPUT_FILES": "checkpoint", "HISTORY_COLUMNS": "checkpoint",
+    "FitResult": "loop", "TrainingDivergedError": "loop", "fit": "loop",
+}
+
+__all__ = [*_WHERE, "grid_from_data", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"mesodyn.training.{_WHERE[name]}"), name)
+    if name == "grid_from_data":
+        from mesodyn.fields import grid_from_data
+
+        return grid_from_data
+    if name == "load_model":
+        from mesodyn.models import load_model
+
+        return load_model
+    raise AttributeError(f"module 'mesodyn.training' has no attribute {name!r}")

@@ -84,7 +84,9 @@ class _Run:
         self.config = dict(getattr(self.model, "config", config))
         self.trainable = bool(getattr(self.model, "trainable", True)) and any(
             p.requires_grad for p in self.model.parameters())
-        fingerprint_train = {k: v for k, v in train.to_dict().items() if k not in ("max_epochs", "device")}
+        # A plateau run may be extended by raising max_epochs; a cosine schedule depends on it.
+        extendable = ("max_epochs", "device") if train.schedule == "plateau" else ("device",)
+        fingerprint_train = {k: v for k, v in train.to_dict().items() if k not in extendable}
         self.fingerprint = {
             "format": CHECKPOINT_FORMAT, "model": json.dumps(self.config, sort_keys=True),
             "train": json.dumps(fingerprint_train, sort_keys=True), "data": data_fingerprint(data),
@@ -103,8 +105,11 @@ class _Run:
     def _setup_optimizer(self) -> None:
         train = self.train
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=train.lr_factor, patience=train.lr_patience, min_lr=train.min_lr)
+        if train.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda epoch: train.lr_factor_at(epoch))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=train.lr_factor, patience=train.lr_patience, min_lr=train.min_lr)
         self.train_idx = torch.as_tensor(self.split["train"])
         self.valid_idx = torch.as_tensor(self.split["valid"]).repeat_interleave(train.valid_windows)
         valid_gen = torch.Generator().manual_seed(train.split_seed)
@@ -225,7 +230,10 @@ class _Run:
 
     def end_of_epoch(self, epoch: int, epoch_loss: float, lr: float) -> tuple[str, bool] | FitResult:
         """Schedule, validate and record epoch ``epoch``; returns ``(stop_reason, validated)``."""
-        self.scheduler.step(epoch_loss)
+        if self.train.schedule == "cosine":
+            self.scheduler.step()
+        else:
+            self.scheduler.step(epoch_loss)
         row = {"epoch": epoch, "train_loss": epoch_loss, "valid_loss": math.nan, "lr": lr}
         self.state["epoch"] = epoch
         validation = epoch % self.train.valid_every == 0

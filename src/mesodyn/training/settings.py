@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = ["TrainConfig", "train_settings", "resolve_device"]
 
@@ -30,9 +29,17 @@ class TrainConfig:
         Cap on the optimizer steps of an epoch; ``None`` (paper): a full pass over the training trajectories.
     lr : float
         Adam learning rate.
-    lr_factor, lr_patience, min_lr : float, int, float
-        ReduceLROnPlateau on the epoch-mean training loss: multiply the rate by ``lr_factor`` after
-        ``lr_patience`` epochs without improvement, never below ``min_lr``.
+    schedule : {"plateau", "cosine"}
+        ``"plateau"`` (paper): ReduceLROnPlateau on the epoch-mean training loss. ``"cosine"`` (ours, for a fixed
+        budget): linear warm-up over ``warmup_epochs`` to ``lr``, then a cosine decay to ``min_lr`` at
+        ``max_epochs``; the rate then depends on ``max_epochs``, so a finished cosine run is not extended by
+        raising it (it is trained again).
+    lr_factor, lr_patience : float, int
+        Plateau schedule: multiply the rate by ``lr_factor`` after ``lr_patience`` epochs without improvement.
+    min_lr : float
+        Lower bound of the rate (both schedules).
+    warmup_epochs : int
+        Cosine schedule: epochs of linear warm-up (0: none).
     max_epochs : int
         Upper bound on epochs (see the module docstring for what an epoch is).
     valid_every : int
@@ -62,6 +69,8 @@ class TrainConfig:
     lr_factor: float = 0.5
     lr_patience: int = 300
     min_lr: float = 0.0
+    schedule: str = "plateau"
+    warmup_epochs: int = 0
     max_epochs: int = 10_000
     valid_every: int = 100
     early_stopping: int = 5
@@ -83,6 +92,11 @@ class TrainConfig:
             or self.batches_per_epoch < 1
         ):
             raise ValueError(f"batches_per_epoch must be a positive integer or None, got {self.batches_per_epoch!r}.")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}.")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, (int, np.integer)) \
+                or not 0 <= self.warmup_epochs < self.max_epochs:
+            raise ValueError(f"warmup_epochs must be an integer in [0, max_epochs), got {self.warmup_epochs!r}.")
         for name in ("seed", "split_seed", "lr_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -134,8 +148,19 @@ class TrainConfig:
         out["split"] = list(self.split)
         return out
 
+    def lr_factor_at(self, epoch: int) -> float:
+        """Cosine schedule: the rate of epoch ``epoch`` (counted from 0) as a fraction of ``lr``."""
+        if epoch < self.warmup_epochs:
+            return (epoch + 1) / (self.warmup_epochs + 1)
+        span = max(1, self.max_epochs - self.warmup_epochs)
+        progress = min(1.0, (epoch - self.warmup_epochs) / span)
+        floor = self.min_lr / self.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
     @property
-    def torch_dtype(self) -> torch.dtype:
+    def torch_dtype(self):
+        import torch
+
         return torch.float32 if self.dtype == "float32" else torch.float64
 
 
@@ -149,8 +174,10 @@ def train_settings(fit_config: Mapping[str, Any], *, dataset: str, seed: int) ->
 
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str):
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
