@@ -16,6 +16,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pde.smk"
 include: "workflow/rules/fit.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -23,3 +24,5 @@ rule all:
     input:
         data_targets(),
         model_targets(),
+        metric_targets(),
+        rules.table.output,

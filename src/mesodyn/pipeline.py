@@ -13,7 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files", "fit_files"]
+__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files", "fit_files", "evaluate_run_files",
+           "table_files"]
 
 logger = logging.getLogger("mesodyn")
 
@@ -113,3 +114,23 @@ def fit_files(data_path: str | os.PathLike, *, model: Mapping[str, Any], train: 
                  progress=progress)
     logger.info("%s: %d epochs, best validation loss %.6e at epoch %d (%s)", out_dir, result.epochs,
                 result.best_valid_loss, result.best_epoch, result.stop_reason)
+
+
+def evaluate_run_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_path: str | os.PathLike, *,
+                       label: str, dataset: str, batch_size: int = 32, threads: int | None = None) -> None:
+    """Roll out the model of ``run_dir`` on both evaluation sets of ``data_path`` (``heldout``: our test split;
+    ``paper``: the authors' 10 trajectories) and write the relative RMSE file ``out_path``."""
+    from mesodyn.evaluation import evaluate_files
+
+    n = set_threads(threads)
+    logger.info("evaluating %s on %s (%s) with %d thread(s)", run_dir, data_path, label, n)
+    evaluate_files(run_dir, data_path, out_path, batch_size=batch_size, label=label, dataset=dataset)
+    logger.info("wrote %s", out_path)
+
+
+def table_files(metric_files, *, out_dir: str | os.PathLike, steps: int = 5) -> None:
+    """The paper's table (steps 1..``steps``, ours beside the paper's) from evaluation files, as CSV/MD/TeX."""
+    from mesodyn.tables import rel_rmse_table
+
+    table = rel_rmse_table(sorted(str(p) for p in metric_files), steps=steps, out_dir=out_dir)
+    logger.info("wrote %s (%d rows)", out_dir, len(table))

@@ -36,3 +36,11 @@ def model_targets():
         f"results/models/{dataset}/{run}/seed{seed}/weights.pt"
         for dataset, run, seed in fit_runs(config)
     ]
+
+
+def metric_targets():
+    """One evaluation file per fitted model."""
+    return [
+        f"results/metrics/{dataset}/{run}/seed{seed}.nc"
+        for dataset, run, seed in fit_runs(config)
+    ]

@@ -17,6 +17,8 @@ rule fit:
         split="results/models/{dataset}/{model}/seed{seed}/split.json",
     log:
         "logs/fit/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/fit/{dataset}/{model}/seed{seed}.tsv"
     wildcard_constraints:
         dataset="[A-Za-z0-9_]+",
         model="[A-Za-z0-9_.-]+",

@@ -1,0 +1,316 @@
+"""The 5-step relative-RMSE table: ours beside the paper's published numbers, as CSV, Markdown and LaTeX.
+
+Reads evaluation files only (written by :func:`mesodyn.evaluation.evaluate_files`) and never imports PyTorch.
+The published numbers are the authors' result file (MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211), kept unchanged
+as package data (``mesodyn/data/paper_table.csv``) and read by :func:`paper_table`, which maps the authors' names
+to ours (:data:`PAPER_DATASETS`, :func:`paper_model_name`).
+
+Outputs of :func:`rel_rmse_table` (``out_dir/rel_rmse_first{steps}.{csv,md,tex}``, byte-identical on rerun):
+
+- ``.csv``: tidy, full precision, one row per (dataset, model, set, step) with columns ``dataset``, ``model``
+  (the evaluation's label), ``registry_model``, ``set``, ``step``, ``mean``, ``std_trajectories``,
+  ``std_seeds`` (NaN with one seed), ``n_seeds``, ``n_trajectories``, ``trained_on``, ``diverged_step``
+  (earliest over seeds, −1 never), ``paper_mean``, ``paper_std`` and ``ratio`` (= ``mean / paper_mean``);
+- ``.md`` and ``.tex``: one row per (dataset, model, set) and one column per step, 3 significant digits,
+  ``mean ± std`` and the ratio to the published mean in parentheses, a ``published`` row with the authors'
+  numbers, ``†`` where the set had diverged by that step (errors clamped to 1), and a caption naming the
+  evaluation sets (``heldout`` is never trained on). They carry the mesodyn version and commit as a comment.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from mesodyn._io import atomic_write
+from mesodyn.evaluation import SETS, combine_seeds
+from mesodyn.provenance import provenance_attrs
+
+__all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
+           "rel_rmse_table", "write_table", "format_sig"]
+
+PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
+
+PAPER_DATASETS: dict[str, str] = {
+    "ac": "allen_cahn", "kdv": "kdv", "ckdv": "fput", "fene_v2": "fene", "ac_2d": "allen_cahn_2d",
+}
+"""The authors' data-set names -> ours."""
+
+PAPER_MODELS: dict[str, str] = {
+    "s_onsagernet": "speconsnet", "fno": "fno", "onsagernet1d_lowrank": "onsagernet",
+    "res_onsagernet": "res_onsagernet", "res_onsagernet_2d": "res_onsagernet",
+}
+"""The authors' model names -> ours (besides the classical rows and the ``*_realV`` rows, see
+:func:`paper_model_name`)."""
+
+DATASET_ORDER = ("allen_cahn", "kdv", "fput", "fene", "allen_cahn_2d")
+MODEL_ORDER = ("speconsnet", "classical", "fno", "onsagernet", "res_onsagernet", "speconsnet_true_v")
+
+
+def paper_model_name(paper_dataset: str, paper_model: str) -> str:
+    """Our name of the authors' model ``paper_model`` in their data set ``paper_dataset``.
+
+    A row named after its data set is the classical solver; ``*_realV`` is the true-V ablation.
+    """
+    if paper_model == paper_dataset:
+        return "classical"
+    if paper_model.endswith("_realV"):
+        return "speconsnet_true_v"
+    if paper_model not in PAPER_MODELS:
+        raise ValueError(f"unknown model {paper_model!r} in the paper's table (known: "
+                         f"{', '.join(sorted(PAPER_MODELS))}, classical rows and *_realV rows).")
+    return PAPER_MODELS[paper_model]
+
+
+def paper_table() -> pd.DataFrame:
+    """The published relative RMSE, tidy: one row per (dataset, model, step).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset``, ``model`` (our names), ``paper_dataset``, ``paper_model``, ``display`` (the authors'
+        label), ``step`` (1-5), ``mean``, ``std`` (over their 10 evaluation trajectories).
+    """
+    text = resources.files("mesodyn").joinpath("data", "paper_table.csv").read_text(encoding="utf-8")
+    wide = pd.read_csv(io.StringIO(text))
+    steps = sorted(int(col.split("_")[1]) for col in wide.columns if col.startswith("step_") and col.endswith("_mean"))
+    rows = []
+    for rec in wide.itertuples(index=False):
+        if rec.dataset not in PAPER_DATASETS:
+            raise ValueError(f"unknown data set {rec.dataset!r} in the paper's table.")
+        for step in steps:
+            rows.append({
+                "dataset": PAPER_DATASETS[rec.dataset], "model": paper_model_name(rec.dataset, rec.model),
+                "paper_dataset": rec.dataset, "paper_model": rec.model, "display": rec.display, "step": step,
+                "mean": float(getattr(rec, f"step_{step}_mean")), "std": float(getattr(rec, f"step_{step}_std")),
+            })
+    return _sorted(pd.DataFrame(rows), model_key="model", extra=("step",))
+
+
+def _order(value: str, order: tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def _sorted(df: pd.DataFrame, *, model_key: str, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    keys = pd.DataFrame({
+        "_d": [_order(v, DATASET_ORDER) for v in df["dataset"]], "_dn": df["dataset"],
+        "_m": [_order(v, MODEL_ORDER) for v in df[model_key]], "_mn": df["model"],
+    }, index=df.index)
+    for name in extra:
+        keys[name] = [SETS.index(v) if name == "set" and v in SETS else v for v in df[name]]
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return df.loc[order].reset_index(drop=True)
+
+
+# -- our numbers ----------------------------------------------------------------------------------------------
+def _load(path: str | os.PathLike) -> xr.Dataset:
+    return xr.load_dataset(path, engine="netcdf4")
+
+
+def _group_rows(datasets: list[xr.Dataset], steps: int, paper: pd.DataFrame) -> list[dict[str, Any]]:
+    first = datasets[0]
+    models = {str(ds.attrs.get("model")) for ds in datasets}
+    if len(models) != 1:
+        raise ValueError(f"evaluations labelled {first.attrs.get('label')!r} come from different models: "
+                         f"{', '.join(sorted(models))}.")
+    n_avail = int(first.sizes["step"])
+    if steps > n_avail:
+        raise ValueError(f"the table needs {steps} steps but an evaluation file holds only {n_avail}.")
+    if len(datasets) == 1:
+        mean, std_traj = first["rel_rmse_mean"].values, first["rel_rmse_std"].values
+        std_seed = np.full(mean.shape, np.nan)
+        diverged = first["diverged_step"].values
+    else:
+        combined = combine_seeds(datasets)
+        mean, std_traj = combined["rel_rmse_mean"].values, combined["rel_rmse_std_trajectories"].values
+        std_seed = combined["rel_rmse_std_seeds"].values
+        dv = combined["diverged_step"].values.astype(float)
+        dv[dv < 0] = np.inf
+        diverged = np.where(np.isfinite(dv.min(axis=0)), dv.min(axis=0), -1).astype(np.int64)
+    dataset, model = str(first.attrs.get("dataset")), str(first.attrs.get("model"))
+    label = str(first.attrs.get("label", model))
+    published = paper[(paper["dataset"] == dataset) & (paper["model"] == model)].set_index("step")
+    rows = []
+    for k, set_name in enumerate(first["set"].values):
+        for t in range(steps):
+            step = int(first["step"].values[t])
+            p_mean = float(published.loc[step, "mean"]) if step in published.index else math.nan
+            p_std = float(published.loc[step, "std"]) if step in published.index else math.nan
+            rows.append({
+                "dataset": dataset, "model": label, "registry_model": model, "set": str(set_name), "step": step,
+                "mean": float(mean[k, t]), "std_trajectories": float(std_traj[k, t]),
+                "std_seeds": float(std_seed[k, t]), "n_seeds": len(datasets),
+                "n_trajectories": int(first["n_trajectories"].values[k]),
+                "trained_on": int(first["trained_on"].values[k]), "diverged_step": int(diverged[k]),
+                "paper_mean": p_mean, "paper_std": p_std,
+                "ratio": float(mean[k, t]) / p_mean if math.isfinite(p_mean) else math.nan,
+            })
+    return rows
+
+
+def rel_rmse_table(metric_files: Iterable[str | os.PathLike], *, steps: int = 5,
+                   out_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Relative RMSE at steps 1..``steps`` of every (dataset, model) in ``metric_files``, beside the paper's.
+
+    Files with the same ``dataset`` and ``label`` attributes are the seeds of one model: the mean is then over
+    seeds of the per-seed means, ``std_trajectories`` the root mean of the per-seed variances over trajectories
+    and ``std_seeds`` the standard deviation (ddof 0) of the per-seed means
+    (:func:`mesodyn.evaluation.combine_seeds`). The published numbers are matched by data set and registry
+    model name.
+
+    Parameters
+    ----------
+    metric_files : iterable of path
+        Evaluation files (:func:`mesodyn.evaluation.evaluate_files`); their order does not matter.
+    steps : int
+        The first steps to tabulate (the paper: 5).
+    out_dir : path, optional
+        If given, write ``rel_rmse_first{steps}.csv``, ``.md`` and ``.tex`` there (:func:`write_table`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The tidy table (columns in the module docstring), sorted by data set, model, set and step.
+    """
+    if isinstance(steps, bool) or int(steps) < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    steps = int(steps)
+    groups: dict[tuple[str, str], list[tuple[str, xr.Dataset]]] = {}
+    for path in metric_files:
+        ds = _load(path)
+        key = (str(ds.attrs.get("dataset")), str(ds.attrs.get("label", ds.attrs.get("model"))))
+        groups.setdefault(key, []).append((str(path), ds))
+    if not groups:
+        raise ValueError("rel_rmse_table needs at least one evaluation file.")
+    paper = paper_table()
+    rows: list[dict[str, Any]] = []
+    for key in sorted(groups):
+        # seeds in a fixed order (by seed, then path) so that the file order never changes a number
+        members = sorted(groups[key], key=lambda item: (int(item[1].attrs.get("seed", -1)), item[0]))
+        rows.extend(_group_rows([ds for _, ds in members], steps, paper))
+    table = pd.DataFrame(rows)
+    keys = pd.DataFrame({"_rm": table["registry_model"]})
+    table = pd.concat([table, keys], axis=1)
+    table = _sorted(table, model_key="_rm", extra=("set", "step")).drop(columns="_rm")
+    if out_dir is not None:
+        write_table(table, out_dir, steps=steps)
+    return table
+
+
+# -- formatting -----------------------------------------------------------------------------------------------
+def format_sig(x: float, digits: int = 3) -> str:
+    """``x`` in scientific notation with ``digits`` significant digits and a bare exponent: ``5.47e-3``;
+    ``–`` for NaN."""
+    if x is None or not math.isfinite(float(x)):
+        return "–" if x is None or math.isnan(float(x)) else str(float(x))
+    if float(x) == 0:
+        return "0"
+    mantissa, exponent = f"{float(x):.{digits - 1}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _format_ratio(x: float) -> str:
+    """A ratio with 3 significant digits in plain notation (``1.02``, ``0.998``, ``12.3``)."""
+    if not math.isfinite(x):
+        return "–"
+    text = f"{x:#.3g}"
+    return text[:-1] if text.endswith(".") else text
+
+
+def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
+    """One row per (dataset, model, set), one column per step; ``published`` rows after each model's sets."""
+    pm = r" $\pm$ " if latex else " ± "
+    times = r"$\times$" if latex else "×"
+    dagger = r" $\dagger$" if latex else " †"
+    steps = sorted(table["step"].unique())
+
+    def esc(text: str) -> str:
+        return text.replace("_", r"\_") if latex else text
+
+    out = []
+    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
+        for set_name, rows in group.groupby("set", sort=False):
+            rows = rows.set_index("step")
+            first = rows.iloc[0]
+            label = f"{set_name} (n={first['n_trajectories']}, trained {first['trained_on']}"
+            label += f", {first['n_seeds']} seeds)" if first["n_seeds"] > 1 else ")"
+            record = {"data": esc(dataset), "model": esc(model), "set": esc(label)}
+            for step in steps:
+                r = rows.loc[step]
+                cell = format_sig(r["mean"]) + pm + format_sig(r["std_trajectories"])
+                if r["n_seeds"] > 1:
+                    cell += pm + format_sig(r["std_seeds"])
+                if math.isfinite(r["ratio"]):
+                    cell += f" ({_format_ratio(r['ratio'])}{times})"
+                if 0 < r["diverged_step"] <= step:
+                    cell += dagger
+                record[f"step {step}"] = cell
+            out.append(record)
+        published = group[group["set"] == group["set"].iloc[0]].set_index("step")
+        if published["paper_mean"].notna().any():
+            record = {"data": esc(dataset), "model": esc(model), "set": "published (n=10)"}
+            for step in steps:
+                r = published.loc[step]
+                record[f"step {step}"] = format_sig(r["paper_mean"]) + pm + format_sig(r["paper_std"])
+            out.append(record)
+    return pd.DataFrame(out)
+
+
+def _caption(table: pd.DataFrame) -> str:
+    steps = int(table["step"].max())
+    return (
+        f"Relative RMSE of autoregressive rollouts at steps 1-{steps}: mean ± standard deviation over "
+        "trajectories (then ± standard deviation over training seeds, when several), and in parentheses the ratio "
+        "of our mean to the published one. Evaluation sets: heldout = every trajectory of our test split, never "
+        "trained on (our headline); paper = the authors' 10 evaluation trajectories (the last tenth of the data "
+        "in file order, evenly spaced), of which 'trained' lie in our training split; published = "
+        f"{PAPER_SOURCE}, on their 10 trajectories, most of which were in their training split. "
+        "† the set has diverged by this step (from the first step at which any of its trajectories reaches an "
+        "error of 1, every error of the set counts as 1)."
+    )
+
+
+def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, *, steps: int | None = None) -> dict[str, Path]:
+    """Write ``table`` (from :func:`rel_rmse_table`) as ``rel_rmse_first{steps}.csv``, ``.md`` and ``.tex``.
+
+    Every file is written atomically and is byte-identical for the same table and source tree.
+
+    Returns
+    -------
+    dict
+        ``{"csv": path, "md": path, "tex": path}``.
+    """
+    out_dir = Path(out_dir)
+    steps = int(table["step"].max()) if steps is None else int(steps)
+    stem = f"rel_rmse_first{steps}"
+    prov = provenance_attrs({"table": stem})
+    stamp = f"mesodyn {prov['mesodyn_version']}, commit {prov['git_commit']}"
+    caption = _caption(table)
+    paths = {ext: out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "tex")}
+
+    csv_text = table.to_csv(index=False, lineterminator="\n")
+    atomic_write(paths["csv"], csv_text.encode())
+
+    md = _display_frame(table, latex=False)
+    md_text = (f"<!-- {stamp} -->\n\n**Table: relative RMSE, first {steps} steps.** {caption}\n\n"
+               + md.to_markdown(index=False, disable_numparse=True) + "\n")
+    atomic_write(paths["md"], md_text.encode())
+
+    tex = _display_frame(table, latex=True)
+    tex_caption = (caption.replace("±", r"$\pm$").replace("†", r"$\dagger$").replace("_", r"\_")
+                   .replace("1-", "1--"))
+    body = tex.style.hide(axis="index").to_latex(
+        caption=tex_caption, label=f"tab:{stem}", hrules=True, position_float="centering",
+        column_format="lll" + "l" * (tex.shape[1] - 3),
+    )
+    atomic_write(paths["tex"], (f"% {stamp}\n" + body).encode())
+    return paths

@@ -1,0 +1,40 @@
+# Evaluation: autoregressive rollouts of every fitted model from frame 0 over the whole horizon, on our held-out
+# test split and on the paper's 10 trajectories (mesodyn.evaluation, docs/evaluation.md); then the paper's table.
+
+
+rule evaluate:
+    input:
+        data="results/data/{dataset}.nc",
+        weights="results/models/{dataset}/{model}/seed{seed}/weights.pt",
+        model="results/models/{dataset}/{model}/seed{seed}/model.json",
+        split="results/models/{dataset}/{model}/seed{seed}/split.json",
+    output:
+        "results/metrics/{dataset}/{model}/seed{seed}.nc",
+    log:
+        "logs/evaluate/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{dataset}/{model}/seed{seed}.tsv"
+    wildcard_constraints:
+        dataset="[A-Za-z0-9_]+",
+        model="[A-Za-z0-9_.-]+",
+        seed="[0-9]+",
+    conda:
+        "../../envs/fit.yaml"
+    threads: 1
+    params:
+        batch_size=lambda wildcards: 8 if wildcards.dataset.endswith("_2d") else 32,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule table:
+    input:
+        metric_targets(),
+    output:
+        multiext("results/tables/rel_rmse_first5", ".csv", ".md", ".tex"),
+    log:
+        "logs/tables/rel_rmse_first5.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/table.py"
