@@ -5,6 +5,8 @@ Examples
 ``mesodyn simulate fput --config config/config.yaml --out results/data/fput.nc --micro results/micro/fput.nc``
 ``mesodyn solve kdv --set data.kdv.n_samples=8 --out kdv8.nc``
 ``mesodyn fit results/data/kdv.nc --model fno --out runs/kdv_fno --set fit.train.max_epochs=50``
+``mesodyn evaluate runs/kdv_fno results/data/kdv.nc --out kdv_fno.nc``
+``mesodyn table results/metrics/*/*/*.nc --out results/tables``
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set fit.train.max_epochs=50 or "
                           "--set fit.models.fno.n_modes=16 (repeatable)")
+    ev = sub.add_parser("evaluate", help="roll out a fitted model on the held-out and the paper's trajectories")
+    ev.add_argument("run", help="run folder written by fit (model.json, weights.pt, split.json)")
+    ev.add_argument("data", help="the fields file the model was fitted on")
+    ev.add_argument("--out", required=True, help="metrics file to write (netCDF)")
+    ev.add_argument("--label", default=None, help="model label in tables (default: the model's name)")
+    ev.add_argument("--batch-size", type=int, default=32, help="trajectories per rollout batch")
+    ev.add_argument("--threads", type=int, default=1)
+    table = sub.add_parser("table", help="the paper's table (steps 1-5) from metrics files, as CSV, Markdown, LaTeX")
+    table.add_argument("metrics", nargs="+", help="metrics files written by evaluate")
+    table.add_argument("--out", required=True, help="folder for rel_rmse_first5.csv/.md/.tex")
+    table.add_argument("--steps", type=int, default=5)
     study = sub.add_parser("study", help="numerical studies (printed as Markdown tables)")
     study.add_argument("topic", choices=["chains"], help="chains: substep convergence and interpolation error")
     study.add_argument("--samples", type=int, default=8)
@@ -89,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "study":
         _study_chains(args.samples)
         return 0
+    if args.command in ("evaluate", "table"):
+        return _results(args)
     try:
         import yaml
 
@@ -110,6 +125,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  threads=args.threads)
         elif args.command == "solve":
             solve_pde_files(args.dataset, config, fields_path=args.out, threads=args.threads)
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    """``mesodyn evaluate`` and ``mesodyn table``: file in, file out, no workflow config needed."""
+    from mesodyn.pipeline import evaluate_run_files, log_to, table_files
+
+    try:
+        with log_to(None):
+            if args.command == "evaluate":
+                import json
+                from pathlib import Path
+
+                from mesodyn.fields import dataset_name, read_fields
+
+                label = args.label or json.loads((Path(args.run) / "model.json").read_text())["name"]
+                evaluate_run_files(args.run, args.data, args.out, label=label,
+                                   dataset=dataset_name(read_fields(args.data)) or "unknown",
+                                   batch_size=args.batch_size, threads=args.threads)
+            else:
+                table_files(args.metrics, out_dir=args.out, steps=args.steps)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"mesodyn: {str(exc).rstrip('.')}.", file=sys.stderr)
+        return 2
     return 0
 
 

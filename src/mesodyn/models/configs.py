@@ -248,7 +248,9 @@ class TrueVConfig(_OnsagerOperatorsConfig):
     """The true-V ablation: SpecOnsNet's learned M and W with V fixed to the system's true energy.
 
     ``energy`` is ``"allen_cahn"`` (``V = int 1/2 |grad u|^2 + (u^2 - 1)^2 / (4 eps^2)``) or ``"kdv"``
-    (``V = int 1/2 u_x^2 - u^3``); with ``epsilon`` it is read from the data set when not given.
+    (``V = int 1/2 u_x^2 - u^3``, 1-D only); with ``epsilon`` it is read from the data set when not given.
+    ``stepper`` is ``"euler"`` (the paper's) or ``"sbdf1"``: the stabilized stepper needs a bound on the curvature
+    of the explicit part of ``V``, which the true energies lack.
     """
 
     name: ClassVar[str] = "speconsnet_true_v"
@@ -259,6 +261,11 @@ class TrueVConfig(_OnsagerOperatorsConfig):
         super().validate()
         _choice("energy", self.energy, ("allen_cahn", "kdv"))
         _positive("epsilon", self.epsilon)
+        if self.stepper not in ("euler", "sbdf1"):
+            raise ValueError(f"stepper must be euler or sbdf1 for {self.name} (the stabilized stepper needs a "
+                             f"curvature bound that the true energy lacks), got {self.stepper!r}.")
+        if self.energy == "kdv" and len(self.shape) != 1:
+            raise ValueError(f"energy 'kdv' is defined on 1-D fields only, got shape {self.shape}.")
 
     @classmethod
     def data_options(cls, options, *, dataset, attrs):
@@ -295,6 +302,8 @@ class ClassicalConfig(ModelConfig):
 
     def validate(self) -> None:
         _choice("pde", self.pde, ("allen_cahn", "gkdv"))
+        if self.pde == "gkdv" and len(self.shape) != 1:
+            raise ValueError(f"pde 'gkdv' is defined on 1-D fields only, got shape {self.shape}.")
         _positive("epsilon", self.epsilon)
         _positive_int("power", self.power)
         _positive("dispersion", self.dispersion)
