@@ -1,0 +1,1 @@
+"""Baselines and ablations compared with SpecOnsNet (all behind the :class:`mesodyn.models.base.Model` interface)."""

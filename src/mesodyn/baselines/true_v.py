@@ -1,0 +1,160 @@
+r"""The true-V ablation: SpecOnsNet's learned ``M`` and ``W`` with ``V`` fixed to the system's true energy.
+
+``du/dt = -(M + W) mu``, ``mu = dV/du`` in the grid inner product ``<f, g> = (|Omega|/N) sum f g`` (the mean over
+cells times the domain volume, as for SpecOnsNet). ``M`` and ``W`` are the learned Fourier multipliers of
+:class:`mesodyn.onsager.operators.FourierOperators`; ``V`` has no parameters:
+
+* Allen–Cahn (1-D, 2-D): ``V = int 1/2 |grad u|^2 + (u^2 - 1)^2 / (4 eps^2)``,
+  ``mu = -Lap u + (u^3 - u)/eps^2``. With ``M = I``, ``W = 0`` the model is the Allen–Cahn equation.
+* KdV (1-D): ``V = int 1/2 u_x^2 - u^3``, ``mu = -u_xx - 3 u^2``. With ``M = 0`` and ``W = -d/dx`` (symbol
+  ``phi(k) = -k``) the model is ``u_t + 6 u u_x + u_xxx = 0``.
+
+The gradient terms are spectral: ``int 1/2 |grad u|^2`` is ``1/2 <u, -Lap u>`` with the symbol ``|k|^2`` (the
+Nyquist mode included), so ``mu`` is exactly the gradient of the ``V`` that :meth:`SpecOnsNetTrueV.energy`
+returns. This is the ablation of arXiv 2605.16211 (the authors' ``*_realV`` runs in MLDS-NUS/Meso-SpecOnsNet).
+
+Steppers: ``"euler"`` (the default, the paper's) ``u+ = u - dt (M + W) mu(u)``, and ``"sbdf1"`` with the quadratic
+part ``|k|^2`` implicit and ``F'`` explicit; both are those of :mod:`mesodyn.onsager.steppers`. The stabilized
+stepper needs a global bound on the curvature of the explicit part, which ``(u^2 - 1)^2`` and ``u^3`` lack, so
+it is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mesodyn.models.base import Model
+from mesodyn.models.configs import TrueVConfig
+from mesodyn.onsager.operators import FourierOperators, SpectralGrid
+from mesodyn.onsager.steppers import step as _step
+
+__all__ = ["TrueEnergy", "SpecOnsNetTrueV", "TrueVConfig", "TRUE_V_STEPPERS"]
+
+# The steppers of mesodyn.onsager.steppers that apply to an energy without a global curvature bound.
+TRUE_V_STEPPERS = ("euler", "sbdf1")
+
+
+class TrueEnergy(nn.Module):
+    """A known free energy ``V = 1/2 <u, -Lap u> + int F(u)`` and its gradient in the grid inner product.
+
+    It offers what the steppers of :mod:`mesodyn.onsager.steppers` read from a free energy: ``energy``,
+    ``mu``, ``linear_symbol`` (``a + b |k|^2`` with ``a = 0``, ``b = 1``) and ``nonlinear_gradient`` (``F'``).
+
+    Parameters
+    ----------
+    grid
+        The spectral grid.
+    kind
+        ``"allen_cahn"``: ``F(u) = (u^2 - 1)^2 / (4 eps^2)``; ``"kdv"``: ``F(u) = -u^3``.
+    epsilon
+        Allen–Cahn interface width (not used for KdV).
+    """
+
+    def __init__(self, *, grid: SpectralGrid, kind: str, epsilon: float = 0.1):
+        super().__init__()
+        if kind not in ("allen_cahn", "kdv"):
+            raise ValueError(f"kind must be 'allen_cahn' or 'kdv', got {kind!r}.")
+        self.grid = grid
+        self.kind = kind
+        self.epsilon = float(epsilon)
+
+    def linear_symbol(self) -> torch.Tensor:
+        """``a + b |k|^2`` on the half spectrum: ``|k|^2`` (``a = 0``, ``b = 1`` for both energies)."""
+        return self.grid.k2_half
+
+    def local_density(self, u: torch.Tensor) -> torch.Tensor:
+        """``F(u)`` pointwise."""
+        if self.kind == "allen_cahn":
+            w = u * u - 1.0
+            return w * w * (0.25 / self.epsilon**2)
+        return -(u * u * u)
+
+    def nonlinear_gradient(self, u: torch.Tensor) -> torch.Tensor:
+        """``F'(u)`` pointwise: ``(u^3 - u)/eps^2`` or ``-3 u^2``."""
+        if self.kind == "allen_cahn":
+            return (u * u * u - u) * (1.0 / self.epsilon**2)
+        return -3.0 * (u * u)
+
+    def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"quadratic", "local", "total"}``, each of shape ``(batch,)``."""
+        grid = self.grid
+        quadratic = 0.5 * grid.quadratic_form(grid.rfft(u), grid.k2_half.to(u.dtype))
+        local = grid.integral(self.local_density(u))
+        return {"quadratic": quadratic, "local": local, "total": quadratic + local}
+
+    def mu(self, u: torch.Tensor) -> torch.Tensor:
+        """``dV/du`` in the grid inner product: ``-Lap u + F'(u)``."""
+        grid = self.grid
+        return grid.irfft(grid.rfft(u) * grid.k2_half.to(u.dtype)) + self.nonlinear_gradient(u)
+
+
+class SpecOnsNetTrueV(Model):
+    """SpecOnsNet's learned ``M`` and ``W`` with ``V`` fixed to the true energy (see the module docstring).
+
+    Construct with the keyword arguments of :class:`mesodyn.models.configs.TrueVConfig`. The initial ``M`` and
+    ``W`` follow SpecOnsNet's options: ``init: ours`` gives ``m(k) = min(init_m, init_m_cap / (dt |k|^2))``
+    (``|k|^2`` being the quadratic part of the true ``V``, ``a = 0``, ``b = 1``) and ``W = 0``; ``init: paper``
+    draws the authors' ``theta ~ N(0, 0.1^2)`` (``m = theta^2``) and then ``psi ~ N(0, 0.01^2)`` (``phi =
+    sign(k) psi``) from torch's global generator, as SpecOnsNet does
+    (:meth:`mesodyn.onsager.operators.FourierOperators.paper_init_`); ``init_m`` and ``init_m_cap`` are then not
+    used.
+    """
+
+    config_class = TrueVConfig
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        cfg = self.cfg
+        self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
+        self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
+                                          init_m=cfg.init_m)
+        self.free_energy = TrueEnergy(grid=self.grid, kind=cfg.energy, epsilon=cfg.epsilon)
+        ops = self.operators
+        with torch.no_grad():
+            if cfg.init == "paper":
+                # SpecOnsNet's draw (theta, then psi, both always drawn); V has nothing to draw before it.
+                ops.paper_init_()
+            elif cfg.init_m_cap is not None and ops.has_m:
+                # SpecOnsNet's explicit-Euler-stable start with the true quadratic symbol |k|^2 (a = 0): k = 0
+                # has no stiffness there, so it keeps init_m.
+                stiffness = cfg.dt * ops.pair_k2()
+                cap = np.divide(cfg.init_m_cap, stiffness, out=np.full_like(stiffness, np.inf),
+                                where=stiffness > 0)
+                m0 = np.minimum(cfg.init_m, cap)
+                ops.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=ops.theta.dtype))
+
+    @property
+    def stepper(self) -> str:
+        return self.cfg.stepper
+
+    def mu(self, u: torch.Tensor) -> torch.Tensor:
+        """``dV/du`` of the true energy in the grid inner product."""
+        self.check_input(u)
+        return self.free_energy.mu(u)
+
+    def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The true ``V`` per batch member: ``{"quadratic", "local", "total"}`` (as :meth:`SpecOnsNet.energy`),
+        each of shape ``(batch,)``."""
+        self.check_input(u)
+        return self.free_energy.energy(u)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """The vector field ``du/dt = -(M + W) mu(u)``."""
+        return -self.operators.apply(self.mu(u))
+
+    def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
+        """One step of size ``dt`` (default :attr:`dt`) with ``stepper`` (default: the configured one)."""
+        self.check_input(u)
+        stepper = stepper or self.stepper
+        if stepper not in TRUE_V_STEPPERS:
+            raise ValueError(f"stepper must be one of {', '.join(TRUE_V_STEPPERS)} for the true-V model, "
+                             f"got {stepper!r}.")
+        return _step(self, u, self.dt if dt is None else float(dt), stepper)
+
+    def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
+        """``dV/dt = -<mu, M mu>`` per batch member (continuous time)."""
+        return -self.operators.dissipation(self.mu(u))
