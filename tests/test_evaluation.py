@@ -192,6 +192,7 @@ def test_evaluation_file_is_byte_identical_on_rerun_and_matches_the_rollout(tmp_
     assert ds["n_trajectories"].values.tolist() == [3, 4]
     heldout = ds["sample"].sel(set="heldout").values
     assert heldout.tolist() == split["test"] + [-1]  # padded to the larger paper set
+    heldout = heldout[heldout >= 0]
     assert ds["trained_on"].sel(set="heldout").item() == 0
     assert ds["trained_on"].sel(set="paper").item() == sum(i in split["train"] for i in (26, 27, 28, 29))
     # the same numbers from the model's own rollout
@@ -201,7 +202,7 @@ def test_evaluation_file_is_byte_identical_on_rerun_and_matches_the_rollout(tmp_
         pred = model.rollout(torch.as_tensor(data["u"].values[heldout, 0], dtype=torch.float32), 10).numpy()
     expected = relative_rmse(pred[:, 1:], data["u"].values[heldout, 1:])
     assert ds["diverged_step"].sel(set="heldout").item() == -1
-    np.testing.assert_allclose(ds["rel_rmse"].sel(set="heldout").values, expected.T, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(ds["rel_rmse"].sel(set="heldout").values[:, :3], expected.T, rtol=1e-12, atol=0)
     assert 0 < ds["rel_rmse_mean"].sel(set="heldout", step=1).item() < 1
 
 
