@@ -124,3 +124,23 @@ def test_yaml_exponents_without_a_point_are_numbers():
     assert config["data"]["kdv"]["dt"] == 2e-4 and config["data"]["fput"]["dt_slow"] == 1e-3
     with pytest.raises(ConfigError, match="data.kdv.dt"):
         validate_config({"data": {"kdv": {"dt": "fast"}}})
+
+
+def test_fit_runs_follow_the_per_data_set_models_and_per_run_seeds():
+    from mesodyn.config import fit_runs, run_model_config
+
+    config = validate_config({
+        "datasets": ["kdv", "allen_cahn_2d"],
+        "fit": {
+            "models": {"s": {"name": "speconsnet"}, "f": {"name": "fno", "seeds": [7]},
+                       "c": {"name": "classical"}, "o": {"name": "onsagernet"}},
+            "seeds": [1, 2],
+            "datasets": {"allen_cahn_2d": {"models": ["s", "f", "c"]}},
+        },
+    })
+    runs = fit_runs(config)
+    assert ("kdv", "o", 1) in runs and not any(d == "allen_cahn_2d" and r == "o" for d, r, _ in runs)
+    assert [s for d, r, s in runs if (d, r) == ("kdv", "f")] == [7]  # the run's own seeds
+    assert [s for d, r, s in runs if (d, r) == ("kdv", "c")] == [1]  # not trainable: the first seed only
+    assert [s for d, r, s in runs if (d, r) == ("kdv", "s")] == [1, 2]
+    assert run_model_config(config["fit"]["models"]["f"]) == {"name": "fno"}

@@ -159,9 +159,11 @@ def _fit(args: argparse.Namespace, config: dict) -> int:
     from mesodyn.registry import DATASETS, MODELS
     from mesodyn.training.settings import train_settings
 
+    from mesodyn.config import run_model_config
+
     runs = config["fit"]["models"]
     if args.model in runs:
-        model = runs[args.model]
+        model = run_model_config(runs[args.model])
     elif args.model in MODELS:
         model = {"name": args.model}
     else:
@@ -170,7 +172,8 @@ def _fit(args: argparse.Namespace, config: dict) -> int:
         return 2
     try:
         dataset = dataset_name(read_fields(args.data))
-        seed = args.seed if args.seed is not None else config["fit"]["seeds"][0]
+        run_seeds = runs[args.model].get("seeds") if args.model in runs else None
+        seed = args.seed if args.seed is not None else (run_seeds or config["fit"]["seeds"])[0]
         train = train_settings(config["fit"], dataset=dataset or "", seed=seed)
         from mesodyn.models import check_model_config
 

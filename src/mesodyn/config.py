@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "load_schema", "validate_config", "load_config", "fit_models", "fit_runs"]
+__all__ = ["ConfigError", "load_schema", "validate_config", "load_config", "fit_models", "fit_runs", "run_model_config"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -133,7 +133,7 @@ def _check_fit(config: Mapping[str, Any]) -> None:
     from mesodyn.training.settings import train_settings
 
     fit = config.get("fit", {})
-    runs = fit.get("models", {})
+    runs = {run: run_model_config(entry) for run, entry in fit.get("models", {}).items()}
     for run, options in runs.items():
         try:
             check_model_config(options)
@@ -160,6 +160,14 @@ def _check_fit(config: Mapping[str, Any]) -> None:
                               f"fit.datasets.{dataset}) are inconsistent: {str(exc).rstrip('.')}.") from None
 
 
+RUN_KEYS = ("seeds",)
+
+
+def run_model_config(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config of a ``fit.models`` entry: the entry without the run keys (``seeds``)."""
+    return {k: v for k, v in entry.items() if k not in RUN_KEYS}
+
+
 def fit_models(config: Mapping[str, Any], dataset: str) -> list[str]:
     """The run names of ``fit.models`` to fit on ``dataset``: ``fit.datasets.<dataset>.models`` or all."""
     fit = config.get("fit", {})
@@ -168,16 +176,18 @@ def fit_models(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 
 def fit_runs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
-    """Every ``(dataset, run, seed)`` the workflow fits. A model without trainable parameters (``classical``)
-    does not depend on the seed and is written for the first seed only."""
+    """Every ``(dataset, run, seed)`` the workflow fits: the seeds are the run's own ``seeds`` if it has them,
+    else ``fit.seeds``. A model without trainable parameters (``classical``) does not depend on the seed and is
+    written for the first seed only."""
     from mesodyn.registry import MODELS
 
     fit = config.get("fit", {})
-    seeds = list(fit.get("seeds", []))
     out = []
     for dataset in config.get("datasets", []):
         for run in fit_models(config, dataset):
-            trainable = MODELS[fit["models"][run]["name"]].trainable
+            entry = fit["models"][run]
+            seeds = list(entry.get("seeds", fit.get("seeds", [])))
+            trainable = MODELS[entry["name"]].trainable
             out.extend((dataset, run, seed) for seed in (seeds if trainable else seeds[:1]))
     return out
 

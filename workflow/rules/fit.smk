@@ -4,6 +4,7 @@
 # from it when rerun with the same config, data and code.
 
 
+from mesodyn.config import run_model_config
 from mesodyn.training import train_settings
 
 
@@ -29,7 +30,7 @@ rule fit:
     resources:
         gpu=1,
     params:
-        model=lambda wildcards: config["fit"]["models"][wildcards.model],
+        model=lambda wildcards: run_model_config(config["fit"]["models"][wildcards.model]),
         train=lambda wildcards: train_settings(
             config["fit"], dataset=wildcards.dataset, seed=int(wildcards.seed)
         ),
