@@ -132,12 +132,9 @@ class ResOnsagerNet(Model):
         cfg, ops = self.cfg, self.operators
         if cfg.init == "paper":
             ops.paper_init_()  # theta ~ N(0, 0.1^2) (m = theta^2), then psi ~ N(0, 0.01^2)
-        elif cfg.init_m_cap is not None and ops.has_m:
+        elif cfg.init_m_cap is not None:
             # SpecOnsNet's explicit-Euler-stable start (see SpecOnsNetConfig.init_m_cap)
-            k2 = ops.pair_k2()
-            m0 = np.minimum(cfg.init_m, cfg.init_m_cap / (cfg.dt * (cfg.init_a + cfg.init_b * k2)))
-            with torch.no_grad():
-                ops.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=ops.theta.dtype))
+            ops.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=cfg.init_a, b=cfg.init_b)
 
     # -- the chemical potential ------------------------------------------------------------------------------
     @property

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -118,14 +117,10 @@ class SpecOnsNetTrueV(Model):
             if cfg.init == "paper":
                 # SpecOnsNet's draw (theta, then psi, both always drawn); V has nothing to draw before it.
                 ops.paper_init_()
-            elif cfg.init_m_cap is not None and ops.has_m:
-                # SpecOnsNet's explicit-Euler-stable start with the true quadratic symbol |k|^2 (a = 0): k = 0
-                # has no stiffness there, so it keeps init_m.
-                stiffness = cfg.dt * ops.pair_k2()
-                cap = np.divide(cfg.init_m_cap, stiffness, out=np.full_like(stiffness, np.inf),
-                                where=stiffness > 0)
-                m0 = np.minimum(cfg.init_m, cap)
-                ops.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=ops.theta.dtype))
+            elif cfg.init_m_cap is not None:
+                # SpecOnsNet's explicit-Euler-stable start with the true quadratic symbol |k|^2 (a = 0, b = 1):
+                # k = 0 has no stiffness there, so it keeps init_m.
+                ops.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=0.0, b=1.0)
 
     @property
     def stepper(self) -> str:

@@ -61,11 +61,8 @@ class SpecOnsNet(Model):
         self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
         self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
                                           init_m=cfg.init_m)
-        if cfg.init == "ours" and cfg.init_m_cap is not None and self.operators.has_m:
-            k2 = self.operators.pair_k2()
-            m0 = np.minimum(cfg.init_m, cfg.init_m_cap / (cfg.dt * (cfg.init_a + cfg.init_b * k2)))
-            with torch.no_grad():
-                self.operators.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=self.operators.theta.dtype))
+        if cfg.init == "ours" and cfg.init_m_cap is not None:
+            self.operators.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=cfg.init_a, b=cfg.init_b)
         self.free_energy = FreeEnergy(grid=self.grid, hidden=cfg.hidden, nonlocal_modes=cfg.nonlocal_modes,
                                       fix_b=cfg.gauge == "unit_b", local_derivative=cfg.local_derivative,
                                       init_a=cfg.init_a, init_b=cfg.init_b,

@@ -190,6 +190,18 @@ class FourierOperators(nn.Module):
         return self.psi is not None
 
     @torch.no_grad()
+    def cap_mobility_(self, *, dt: float, init_m: float, cap: float, a: float, b: float) -> None:
+        """The explicit-Euler-stable start: ``m(k) = min(init_m, cap / (dt (a + b |k|^2)))``, so that one explicit
+        Euler step through the quadratic part ``a + b |k|^2`` of ``V`` changes no mode by more than the fraction
+        ``cap``; a mode without stiffness (``a + b |k|^2 = 0``) keeps ``init_m``. No-op without ``M``."""
+        if self.theta is None:
+            return
+        stiffness = dt * (a + b * self.pair_k2())
+        bound = np.divide(cap, stiffness, out=np.full_like(stiffness, np.inf), where=stiffness > 0)
+        m0 = np.minimum(init_m, bound)
+        self.theta.copy_(torch.as_tensor(np.sqrt(m0), dtype=self.theta.dtype))
+
+    @torch.no_grad()
     def paper_init_(self, *, generator: torch.Generator | None = None) -> None:
         """Redraw ``theta`` and ``psi`` as the authors do (arXiv 2605.16211, code MLDS-NUS/Meso-SpecOnsNet).
 
