@@ -37,7 +37,12 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
      "config 'fit.datasets.kdv.models' names 'nope', which is not a run of fit.models"),
     # cross-key training settings: once tracebacks from inside the fit rule
     ({"fit": {"train": {"split": [0.5, 0.5, 0.5]}}},
-     "config 'fit' training settings for data set 'fput' (fit.train with fit.datasets.fput) are inconsistent: split"),
+     "config 'fit' training settings of run 'speconsnet' on data set 'fput' (fit.train, fit.datasets.fput, "
+     "fit.models.speconsnet.train) are inconsistent: split"),
+    ({"datasets": ["kdv"], "fit": {"models": {"f": {"name": "fno", "train": {"max_epochs": 10, "valid_every": 20}}}}},
+     "training settings of run 'f' on data set 'kdv' (fit.train, fit.datasets.kdv, fit.models.f.train) are "
+     "inconsistent: max_epochs (10) must be at least valid_every (20)"),
+    ({"fit": {"models": {"f": {"name": "fno", "train": {"max_epoch": 10}}}}}, "fit.models.f.train"),
     ({"datasets": ["kdv"], "fit": {"train": {"window": 2, "rollout_steps": 3}}},
      "are inconsistent: rollout_steps (3) must be smaller than window (2)"),
     ({"fit": {"train": {"schedule": "cosine", "max_epochs": 100, "warmup_epochs": 100}}},

@@ -174,7 +174,8 @@ def _fit(args: argparse.Namespace, config: dict) -> int:
         dataset = dataset_name(read_fields(args.data))
         run_seeds = runs[args.model].get("seeds") if args.model in runs else None
         seed = args.seed if args.seed is not None else (run_seeds or config["fit"]["seeds"])[0]
-        train = train_settings(config["fit"], dataset=dataset or "", seed=seed)
+        train = train_settings(config["fit"], dataset=dataset or "", seed=seed,
+                               run=args.model if args.model in runs else None)
         from mesodyn.models import check_model_config
 
         check_model_config(model, dataset=dataset if dataset in DATASETS else None)

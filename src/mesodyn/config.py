@@ -153,18 +153,20 @@ def _check_fit(config: Mapping[str, Any]) -> None:
                                   f"{str(exc).rstrip('.')}{hint}.") from None
         if not runs or not fit_models(config, dataset):
             continue
-        try:
-            train_settings(fit, dataset=dataset, seed=fit.get("seeds", [0])[0])
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"config 'fit' training settings for data set '{dataset}' (fit.train with "
-                              f"fit.datasets.{dataset}) are inconsistent: {str(exc).rstrip('.')}.") from None
+        for run in fit_models(config, dataset):
+            try:
+                train_settings(fit, dataset=dataset, seed=fit.get("seeds", [0])[0], run=run)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"config 'fit' training settings of run '{run}' on data set '{dataset}' "
+                                  f"(fit.train, fit.datasets.{dataset}, fit.models.{run}.train) are inconsistent: "
+                                  f"{str(exc).rstrip('.')}.") from None
 
 
-RUN_KEYS = ("seeds",)
+RUN_KEYS = ("seeds", "train")
 
 
 def run_model_config(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The model config of a ``fit.models`` entry: the entry without the run keys (``seeds``)."""
+    """The model config of a ``fit.models`` entry: the entry without the run keys (``seeds``, ``train``)."""
     return {k: v for k, v in entry.items() if k not in RUN_KEYS}
 
 

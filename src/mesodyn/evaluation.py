@@ -82,7 +82,7 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
     "EPS", "CLAMP_THRESHOLD", "PAPER_SET_SIZE", "SETS", "SPLIT_PARTS",
-    "relative_rmse", "clamp_diverged", "paper_indices", "evaluation_sets", "split_membership",
+    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "evaluation_sets", "split_membership",
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
 
@@ -474,15 +474,31 @@ def evaluate_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out
 
     run_dir = Path(run_dir)
     split = json.loads((run_dir / "split.json").read_text())
-    seed = None
+    seed, budget = None, {}
     summary = run_dir / "summary.json"
     if summary.exists():
-        seed = json.loads(summary.read_text()).get("train", {}).get("seed")
+        record = json.loads(summary.read_text())
+        seed = record.get("train", {}).get("seed")
+        budget = training_budget(record, n_train=len(split["train"]))
     model = load_model(run_dir, device="cpu", dtype=torch.float32)
     with xr.open_dataset(data_path, engine="netcdf4") as data:
         ds = evaluate(model, data, split=split, n_steps=n_steps, batch_size=batch_size, device=device,
                       dataset=dataset, label=label, seed=seed, run_dir=run_dir, data_path=data_path)
+    ds.attrs.update(budget)
     return write_netcdf(ds, out_path)
+
+
+def training_budget(summary: Mapping[str, Any], *, n_train: int) -> dict[str, Any]:
+    """What a run was trained with, from its ``summary.json``: epochs run, optimizer steps, batch size, the
+    schedule and why it stopped (``train_*`` attributes of the evaluation file; the table prints them)."""
+    train = summary.get("train", {})
+    epochs = int(summary.get("epochs", 0))
+    batch = int(train.get("batch_size", 0) or 0)
+    per_epoch = max(1, n_train // batch) if batch else 0
+    if train.get("batches_per_epoch"):
+        per_epoch = min(per_epoch, int(train["batches_per_epoch"]))
+    return {"train_epochs": epochs, "train_steps": epochs * per_epoch, "train_batch_size": batch,
+            "train_schedule": str(train.get("schedule", "plateau")), "train_stop_reason": str(summary.get("stop_reason", ""))}
 
 
 # -- several training seeds ---------------------------------------------------------------------------------

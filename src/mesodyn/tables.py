@@ -151,6 +151,9 @@ def _group_rows(datasets: list[xr.Dataset], steps: int, paper: pd.DataFrame) -> 
                 "std_seeds": float(std_seed[k, t]), "n_seeds": len(datasets),
                 "n_trajectories": int(first["n_trajectories"].values[k]),
                 "trained_on": int(first["trained_on"].values[k]), "diverged_step": int(diverged[k]),
+                "train_steps": int(first.attrs.get("train_steps", -1)),
+                "train_batch_size": int(first.attrs.get("train_batch_size", -1)),
+                "train_stop_reason": str(first.attrs.get("train_stop_reason", "")),
                 "paper_mean": p_mean, "paper_std": p_std,
                 "ratio": float(mean[k, t]) / p_mean if math.isfinite(p_mean) else math.nan,
             })
@@ -226,6 +229,17 @@ def _format_ratio(x: float) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
+def _budget(row: pd.Series) -> str:
+    """The training a model had, as the table prints it: optimizer steps × batch, and how it stopped."""
+    steps, batch, reason = int(row["train_steps"]), int(row["train_batch_size"]), str(row["train_stop_reason"])
+    if reason == "not trainable":
+        return "none (not trainable)"
+    if steps < 0:
+        return "unknown"
+    how = {"max_epochs": "full budget", "early_stopping": "early stop"}.get(reason, reason or "unfinished")
+    return f"{steps} steps × {batch} ({how})"
+
+
 def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
     """One row per (dataset, model, set), one column per step; ``published`` rows after each model's sets."""
     pm = r" $\pm$ " if latex else " ± "
@@ -243,7 +257,8 @@ def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
             first = rows.iloc[0]
             label = f"{set_name} (n={first['n_trajectories']}, trained {first['trained_on']}"
             label += f", {first['n_seeds']} seeds)" if first["n_seeds"] > 1 else ")"
-            record = {"data": esc(dataset), "model": esc(model), "set": esc(label)}
+            record = {"data": esc(dataset), "model": esc(model), "training": esc(_budget(first)),
+                      "set": esc(label)}
             for step in steps:
                 r = rows.loc[step]
                 cell = format_sig(r["mean"]) + pm + format_sig(r["std_trajectories"])
@@ -257,7 +272,8 @@ def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
             out.append(record)
         published = group[group["set"] == group["set"].iloc[0]].set_index("step")
         if published["paper_mean"].notna().any():
-            record = {"data": esc(dataset), "model": esc(model), "set": "published (n=10)"}
+            record = {"data": esc(dataset), "model": esc(model), "training": "the authors'",
+                      "set": "published (n=10)"}
             for step in steps:
                 r = published.loc[step]
                 record[f"step {step}"] = format_sig(r["paper_mean"]) + pm + format_sig(r["paper_std"])
@@ -273,7 +289,8 @@ def _caption(table: pd.DataFrame) -> str:
         "of our mean to the published one. Evaluation sets: heldout = every trajectory of our test split, never "
         "trained on (our headline); paper = the authors' 10 evaluation trajectories (899, 910, ..., 987, 999 of "
         "1000, as their loader picked them), of which 'trained' lie in our training split; published = "
-        f"{PAPER_SOURCE}, on their 10 trajectories, most of which were in their training split. "
+        f"{PAPER_SOURCE}, on their 10 trajectories, most of which were in their training split; training = the optimizer steps × "
+        "batch a model had and whether it used its whole budget or stopped early. "
         "† the set has diverged by this step (from the first step at which any of its trajectories reaches an "
         "error of 1, every error of the set counts as 1)."
     )

@@ -32,7 +32,10 @@ rule fit:
     params:
         model=lambda wildcards: run_model_config(config["fit"]["models"][wildcards.model]),
         train=lambda wildcards: train_settings(
-            config["fit"], dataset=wildcards.dataset, seed=int(wildcards.seed)
+            config["fit"],
+            dataset=wildcards.dataset,
+            seed=int(wildcards.seed),
+            run=wildcards.model,
         ),
     script:
         "../scripts/fit.py"

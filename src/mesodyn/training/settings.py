@@ -164,14 +164,15 @@ class TrainConfig:
         return torch.float32 if self.dtype == "float32" else torch.float64
 
 
-def train_settings(fit_config: Mapping[str, Any], *, dataset: str, seed: int) -> dict[str, Any]:
+def train_settings(fit_config: Mapping[str, Any], *, dataset: str, seed: int, run: str | None = None) -> dict[str, Any]:
     """The :class:`TrainConfig` settings of one workflow run: ``fit.train``, then the data set's overrides in
-    ``fit.datasets``, then ``seed``. Raises ``ValueError`` (naming the key) if they do not make a valid config."""
+    ``fit.datasets``, then the run's own ``fit.models.<run>.train``, then ``seed``. Raises ``ValueError`` (naming
+    the key) if they do not make a valid config."""
     override = {k: v for k, v in fit_config.get("datasets", {}).get(dataset, {}).items() if k != "models"}
-    settings = {**fit_config.get("train", {}), **override, "seed": int(seed)}
+    own = fit_config.get("models", {}).get(run, {}).get("train", {}) if run is not None else {}
+    settings = {**fit_config.get("train", {}), **override, **own, "seed": int(seed)}
     TrainConfig.from_dict(settings)  # fail while building the DAG, not in the middle of a job
     return settings
-
 
 
 def resolve_device(device: str):
