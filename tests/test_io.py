@@ -1,0 +1,54 @@
+"""Atomic outputs with normal file modes (mesodyn._io), for every file a run writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mesodyn._io import atomic_path, atomic_write
+
+
+def _normal_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def test_atomic_write_gives_the_normal_mode_and_leaves_no_temporary(tmp_path):
+    path = atomic_write(tmp_path / "a" / "x.bin", b"payload")
+    assert path.read_bytes() == b"payload"
+    assert stat.S_IMODE(path.stat().st_mode) == _normal_mode()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.bin"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    path = atomic_write(tmp_path / "x.bin", b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
+
+
+def test_every_file_of_a_run_has_the_normal_mode(tmp_path, torch_one_thread):
+    from mesodyn.training import TrainConfig, fit
+
+    n, nt, nx = 4, 6, 16
+    x = np.arange(nx) * 2 * np.pi / nx
+    u = np.sin(x)[None, None, :] * np.exp(-np.arange(nt) * 1e-3)[None, :, None] * np.ones((n, 1, 1))
+    data = xr.Dataset({"u": (("sample", "time", "x"), u)},
+                      coords={"time": np.arange(nt) * 1e-3, "x": x})
+    fit(data, model_config={"name": "speconsnet", "hidden": 4, "nonlocal_modes": 2},
+        train=TrainConfig(window=3, rollout_steps=1, batch_size=2, max_epochs=2, valid_every=2, split=(0.5, 0.5, 0.0),
+                          device="cpu"),
+        out_dir=tmp_path, progress=False)
+    files = sorted(tmp_path.iterdir())
+    assert {p.name for p in files} >= {"weights.pt", "model.json", "history.csv", "split.json", "summary.json",
+                                       "last.pt"}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == _normal_mode(), p.name
