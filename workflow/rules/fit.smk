@@ -30,7 +30,9 @@ rule fit:
     resources:
         gpu=1,
     params:
-        model=lambda wildcards: run_model_config(config["fit"]["models"][wildcards.model]),
+        model=lambda wildcards: run_model_config(
+            config["fit"]["models"][wildcards.model]
+        ),
         train=lambda wildcards: train_settings(
             config["fit"],
             dataset=wildcards.dataset,
