@@ -138,11 +138,11 @@ def _results(args: argparse.Namespace) -> int:
                 import json
                 from pathlib import Path
 
-                from mesodyn.fields import dataset_name, read_fields
+                from mesodyn.fields import dataset_name
 
                 label = args.label or json.loads((Path(args.run) / "model.json").read_text())["name"]
                 evaluate_run_files(args.run, args.data, args.out, label=label,
-                                   dataset=dataset_name(read_fields(args.data)) or "unknown",
+                                   dataset=dataset_name(args.data) or "unknown",
                                    batch_size=args.batch_size, threads=args.threads)
             else:
                 table_files(args.metrics, out_dir=args.out, steps=args.steps)
@@ -154,7 +154,7 @@ def _results(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, config: dict) -> int:
     """``mesodyn fit``: the run's model config and training settings exactly as the workflow's fit rule has them."""
-    from mesodyn.fields import FieldsContractError, dataset_name, read_fields
+    from mesodyn.fields import FieldsContractError, dataset_name
     from mesodyn.pipeline import fit_files, log_to
     from mesodyn.registry import DATASETS, MODELS
     from mesodyn.training.settings import train_settings
@@ -171,7 +171,7 @@ def _fit(args: argparse.Namespace, config: dict) -> int:
               f"registered model ({', '.join(sorted(MODELS))}).", file=sys.stderr)
         return 2
     try:
-        dataset = dataset_name(read_fields(args.data))
+        dataset = dataset_name(args.data)  # the attributes only: fit_files reads the fields once
         run_seeds = runs[args.model].get("seeds") if args.model in runs else None
         seed = args.seed if args.seed is not None else (run_seeds or config["fit"]["seeds"])[0]
         train = train_settings(config["fit"], dataset=dataset or "", seed=seed,
