@@ -44,7 +44,7 @@ from torch import nn
 from mesodyn.models.base import Model
 from mesodyn.models.configs import ResOnsagerNetConfig
 from mesodyn.onsager.energy import inverse_softplus
-from mesodyn.onsager.operators import FourierOperators, SpectralGrid
+from mesodyn.onsager.operators import grid_and_operators
 
 __all__ = ["ResOnsagerNet", "ResidualSineMLP", "hermitian_part", "parameter_count"]
 
@@ -111,9 +111,7 @@ class ResOnsagerNet(Model):
     def __init__(self, **options: Any):
         super().__init__(**options)
         cfg = self.cfg
-        self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
-        self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
-                                          init_m=cfg.init_m)
+        self.grid, self.operators = grid_and_operators(cfg)
         self.half_shape = tuple(self.grid.k2_half.shape)
         self.n_half = int(np.prod(self.half_shape))
         self.mlp = ResidualSineMLP(in_dim=2 * self.n_half, hidden=cfg.hidden, n_hidden_layers=cfg.n_hidden_layers,

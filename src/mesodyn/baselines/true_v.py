@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mesodyn.models.base import Model
 from mesodyn.models.configs import TrueVConfig
-from mesodyn.onsager.operators import FourierOperators, SpectralGrid
+from mesodyn.onsager.model import GradientFlowModel
+from mesodyn.onsager.operators import SpectralGrid, grid_and_operators
 from mesodyn.onsager.steppers import step as _step
 
 __all__ = ["TrueEnergy", "SpecOnsNetTrueV", "TrueVConfig", "TRUE_V_STEPPERS"]
@@ -91,7 +91,7 @@ class TrueEnergy(nn.Module):
         return grid.irfft(grid.rfft(u) * grid.k2_half.to(u.dtype)) + self.nonlinear_gradient(u)
 
 
-class SpecOnsNetTrueV(Model):
+class SpecOnsNetTrueV(GradientFlowModel):
     """SpecOnsNet's learned ``M`` and ``W`` with ``V`` fixed to the true energy (see the module docstring).
 
     Construct with the keyword arguments of :class:`mesodyn.models.configs.TrueVConfig`. The initial ``M`` and
@@ -108,9 +108,7 @@ class SpecOnsNetTrueV(Model):
     def __init__(self, **options: Any):
         super().__init__(**options)
         cfg = self.cfg
-        self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
-        self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
-                                          init_m=cfg.init_m)
+        self.grid, self.operators = grid_and_operators(cfg)
         self.free_energy = TrueEnergy(grid=self.grid, kind=cfg.energy, epsilon=cfg.epsilon)
         ops = self.operators
         with torch.no_grad():
@@ -122,24 +120,10 @@ class SpecOnsNetTrueV(Model):
                 # k = 0 has no stiffness there, so it keeps init_m.
                 ops.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=0.0, b=1.0)
 
-    @property
-    def stepper(self) -> str:
-        return self.cfg.stepper
-
-    def mu(self, u: torch.Tensor) -> torch.Tensor:
-        """``dV/du`` of the true energy in the grid inner product."""
-        self.check_input(u)
-        return self.free_energy.mu(u)
-
     def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         """The true ``V`` per batch member: ``{"quadratic", "local", "total"}`` (as :meth:`SpecOnsNet.energy`),
         each of shape ``(batch,)``."""
-        self.check_input(u)
-        return self.free_energy.energy(u)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """The vector field ``du/dt = -(M + W) mu(u)``."""
-        return -self.operators.apply(self.mu(u))
+        return super().energy(u)
 
     def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
         """One step of size ``dt`` (default :attr:`dt`) with ``stepper`` (default: the configured one)."""

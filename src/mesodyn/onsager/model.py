@@ -17,10 +17,10 @@ import torch
 from mesodyn.models.base import Model
 from mesodyn.models.configs import GAUGES, OPERATOR_CHOICES, SpecOnsNetConfig
 from mesodyn.onsager.energy import FreeEnergy
-from mesodyn.onsager.operators import FourierOperators, SpectralGrid
+from mesodyn.onsager.operators import grid_and_operators
 from mesodyn.onsager.steppers import step as _step
 
-__all__ = ["SpecOnsNetConfig", "SpecOnsNet", "model_config", "GAUGES", "OPERATOR_CHOICES", "grid_from_coordinates"]
+__all__ = ["SpecOnsNetConfig", "GradientFlowModel", "SpecOnsNet", "model_config", "GAUGES", "OPERATOR_CHOICES", "grid_from_coordinates"]
 
 
 def model_config(**options: Any) -> dict[str, Any]:
@@ -32,7 +32,36 @@ def model_config(**options: Any) -> dict[str, Any]:
     return SpecOnsNetConfig.from_options(options).to_dict()
 
 
-class SpecOnsNet(Model):
+class GradientFlowModel(Model):
+    """``du/dt = -(M + W) mu``, ``mu = dV/du``, with learned Fourier operators ``self.operators`` and a free-energy
+    module ``self.free_energy`` (``mu``, ``energy``): what SpecOnsNet and its true-V ablation share."""
+
+    @property
+    def stepper(self) -> str:
+        return self.cfg.stepper
+
+    def mu(self, u: torch.Tensor) -> torch.Tensor:
+        """``dV/du`` in the grid inner product ``<f, g> = (|Omega|/N) sum f g`` (mean over cells times the
+        domain volume), the same inner product in which ``M`` is symmetric PSD and ``W`` antisymmetric."""
+        self.check_input(u)
+        return self.free_energy.mu(u)
+
+    def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parts of ``V`` and their ``"total"``, each of shape ``(batch,)``."""
+        self.check_input(u)
+        return self.free_energy.energy(u)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """The vector field ``du/dt = -(M + W) mu(u)``."""
+        return -self.operators.apply(self.mu(u))
+
+    def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
+        """``-<mu, M mu>`` per batch member: ``dV/dt`` in continuous time (for SpecOnsNet when
+        :attr:`SpecOnsNet.is_gradient_flow`)."""
+        return -self.operators.dissipation(self.mu(u))
+
+
+class SpecOnsNet(GradientFlowModel):
     """Spectral Onsager network ``du/dt = -(M + W) mu``, ``mu = dV/du`` (see :mod:`mesodyn.onsager`).
 
     Construct with the keyword arguments of :class:`SpecOnsNetConfig`. Fields are tensors of shape
@@ -58,9 +87,7 @@ class SpecOnsNet(Model):
     def __init__(self, **options: Any):
         super().__init__(**options)
         cfg = self.cfg
-        self.grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
-        self.operators = FourierOperators(grid=self.grid, operators=cfg.operators, conserved=cfg.conserved,
-                                          init_m=cfg.init_m)
+        self.grid, self.operators = grid_and_operators(cfg)
         if cfg.init == "ours" and cfg.init_m_cap is not None:
             self.operators.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=cfg.init_a, b=cfg.init_b)
         self.free_energy = FreeEnergy(grid=self.grid, hidden=cfg.hidden, nonlocal_modes=cfg.nonlocal_modes,
@@ -73,41 +100,24 @@ class SpecOnsNet(Model):
             self.operators.paper_init_()
 
     @property
-    def stepper(self) -> str:
-        return self.cfg.stepper
-
-    @property
     def is_gradient_flow(self) -> bool:
         """Whether :meth:`mu` is ``dV/du`` of :meth:`energy` (false with the paper's ``V_nl`` gradient)."""
         return self.free_energy.is_gradient
 
     def mu(self, u: torch.Tensor) -> torch.Tensor:
-        """``dV/du`` in the grid inner product ``<f, g> = (|Omega|/N) sum f g`` (mean over cells times the
-        domain volume), the same inner product in which ``M`` is symmetric PSD and ``W`` antisymmetric.
-
-        With ``nonlocal_gradient="paper"`` the ``V_nl`` part is the authors' gradient on the raw FFT
-        coefficients instead, ``w_k |Omega| / N^2`` times ours on mode ``k`` (:class:`NonlocalEnergy`)."""
-        self.check_input(u)
-        return self.free_energy.mu(u)
+        """``dV/du`` in the grid inner product (:meth:`GradientFlowModel.mu`). With ``nonlocal_gradient="paper"``
+        the ``V_nl`` part is the authors' gradient on the raw FFT coefficients instead, ``w_k |Omega| / N^2``
+        times ours on mode ``k`` (:class:`NonlocalEnergy`)."""
+        return super().mu(u)
 
     def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"quadratic", "local", "nonlocal", "total"}``, each of shape ``(batch,)``."""
-        self.check_input(u)
-        return self.free_energy.energy(u)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """The vector field ``du/dt = -(M + W) mu(u)``."""
-        return -self.operators.apply(self.mu(u))
+        return super().energy(u)
 
     def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
         """One step of size ``dt`` (default ``self.dt``) with ``stepper`` (default: the configured one)."""
         self.check_input(u)
         return _step(self, u, self.dt if dt is None else float(dt), stepper or self.stepper)
-
-    def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
-        """``-<mu, M mu>`` per batch member: ``dV/dt`` in continuous time when :attr:`is_gradient_flow`
-        (not with ``nonlocal_gradient="paper"``)."""
-        return -self.operators.dissipation(self.mu(u))
 
     def energy_lower_bound(self) -> torch.Tensor:
         """``C`` with ``V(u) >= -C`` for every field (``C = |Omega| ||w_out||_1``)."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SpectralGrid", "mode_pairs", "FourierOperators"]
+__all__ = ["SpectralGrid", "mode_pairs", "FourierOperators", "grid_and_operators"]
 
 
 def mode_pairs(shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -262,3 +262,11 @@ class FourierOperators(nn.Module):
             return torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
         m, _ = self.symbols()
         return self.grid.quadratic_form(self.grid.rfft(mu), m)
+
+
+def grid_and_operators(cfg) -> tuple[SpectralGrid, FourierOperators]:
+    """The grid and the learned ``M``, ``W`` of a model config with the operator keys of SpecOnsNet (``shape``,
+    ``length``, ``operators``, ``conserved``, ``init_m``): shared by SpecOnsNet, its true-V ablation and
+    Res-OnsagerNet, which then set their initial symbols (``cap_mobility_`` or ``paper_init_``)."""
+    grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
+    return grid, FourierOperators(grid=grid, operators=cfg.operators, conserved=cfg.conserved, init_m=cfg.init_m)
