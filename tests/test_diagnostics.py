@@ -431,3 +431,33 @@ def test_diagnostic_file_runs_on_a_saved_run_over_its_test_split(tmp_path):
     assert sym.attrs["system"] == "none" and "true_b_m" not in sym        # no truth known for this data set
     with pytest.raises(ValueError, match="no true energy"):
         diagnostic_file("energy_vs_truth", run_dir=run, data_path=data_path, out_path=tmp_path / "v.nc")
+
+
+def test_step_size_sweep_with_fewer_energy_evaluations_keeps_values_and_divergence():
+    # the same rollouts as in full; V only every ceil(n / 4)-th step and at the last, the error at every step
+    model = quadratic_speconsnet(a=1.0, b=2.0, m=1.0, dt=0.01)
+    data = travelling_waves(n_time=31, dt=0.01, noise=0.3)
+    full = step_size_sweep(model, data, samples=[0, 1], factors=(0.3, 3), horizon=None)
+    thin = step_size_sweep(model, data, samples=[0, 1], factors=(0.3, 3), horizon=None, energy_points=4)
+    assert full.attrs["horizon"] == pytest.approx(0.3)            # None: the data's whole span
+    assert thin.attrs["energy_points"] == 4 and full.attrs["energy_points"] == "every step"
+    xr.testing.assert_equal(thin["rel_rmse"].sel(factor=0.3), full["rel_rmse"].sel(factor=0.3))
+    n = full["n_steps"].sel(factor=0.3).item()                    # 100 steps: V at 25, 50, 75, 100 only
+    stride = math.ceil(n / 4)
+    e_full = full["energy"].sel(stepper="euler", factor=0.3).values
+    e_thin = thin["energy"].sel(stepper="euler", factor=0.3).values
+    evaluated = [0, *[s for s in range(1, n + 1) if s % stride == 0 or s == n]]
+    assert evaluated == [0, 25, 50, 75, 100]
+    np.testing.assert_array_equal(e_thin[:, evaluated], e_full[:, evaluated])
+    assert np.isnan(np.delete(e_thin[:, : n + 1], evaluated, axis=1)).all()
+    # the 10-step rollouts at 3 dt_train (n <= energy_points would be every step; here the stride is 3) still
+    # diverge, and no later than one stride after the full evaluation says
+    first_full = full["diverged_step"].sel(stepper="euler", factor=3).values
+    first_thin = thin["diverged_step"].sel(stepper="euler", factor=3).values
+    stride3 = math.ceil(full["n_steps"].sel(factor=3).item() / 4)
+    assert (first_full > 0).all() and (first_thin >= first_full).all() and (first_thin < first_full + stride3).all()
+    for i, f in enumerate(first_full):  # the error is the same up to the divergence
+        np.testing.assert_array_equal(thin["rel_rmse"].sel(stepper="euler", factor=3).values[i, : f + 1],
+                                      full["rel_rmse"].sel(stepper="euler", factor=3).values[i, : f + 1])
+    with pytest.raises(ValueError, match="energy_points"):
+        step_size_sweep(model, data, samples=[0], factors=(1,), energy_points=0)
