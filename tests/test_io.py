@@ -52,3 +52,29 @@ def test_every_file_of_a_run_has_the_normal_mode(tmp_path, torch_one_thread):
                                        "last.pt"}
     for p in files:
         assert stat.S_IMODE(p.stat().st_mode) == _normal_mode(), p.name
+
+
+def test_trajectories_are_stored_one_per_chunk(tmp_path):
+    """An evaluation batch reads a few trajectories; with one chunk per trajectory it decompresses only those."""
+    import netCDF4
+
+    from mesodyn.fields import write_netcdf
+
+    u = np.random.default_rng(0).standard_normal((12, 8, 64))
+    path = write_netcdf(xr.Dataset({"u": (("sample", "time", "x"), u), "ic": (("sample",), np.arange(12.0))}),
+                        tmp_path / "f.nc")
+    with netCDF4.Dataset(path) as nc:
+        assert nc["u"].chunking() == [1, 8, 64]
+        assert nc["u"].filters()["zlib"]
+    with xr.open_dataset(path) as ds:
+        np.testing.assert_array_equal(ds["u"].isel(sample=[3, 7, 11]).values, u[[3, 7, 11]])
+
+
+def test_command_line_numbers_in_exponent_form_are_numbers():
+    """YAML 1.1 reads ``1e-3`` as a string; ``--set fit.train.lr=1e-3`` must set the number."""
+    from mesodyn.cli import _override
+
+    config = _override({}, ["fit.train.lr=1e-3", "fit.train.max_epochs=50", "a.b=fast", "a.c=nan"])
+    assert config["fit"]["train"] == {"lr": 1e-3, "max_epochs": 50}
+    assert isinstance(config["fit"]["train"]["max_epochs"], int)
+    assert config["a"] == {"b": "fast", "c": "nan"}

@@ -93,8 +93,18 @@ def _override(config: dict, assignments: Sequence[str]) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _scalar(yaml.safe_load(value))
     return config
+
+
+def _scalar(value):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; on the command line it means the number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

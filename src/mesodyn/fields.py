@@ -40,6 +40,10 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = Tr
         enc: dict[str, Any] = {}
         if compress and var.size >= 4096 and var.dtype.kind in "fiu":
             enc.update(zlib=True, complevel=1, shuffle=True)
+            if var.dims and var.dims[0] == "sample":
+                # One chunk per trajectory: the library's default chunks span hundreds of trajectories, so
+                # reading a few of them (an evaluation batch) decompressed most of the file each time.
+                enc["chunksizes"] = (1, *var.shape[1:])
         if var.dtype.kind == "f":
             enc["_FillValue"] = None
         encoding[name] = enc
