@@ -117,6 +117,8 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     from mesodyn.continuum.datasets import config_for
 
     for name, params in config.get("data", {}).items():
+        if name == "threads":  # the data jobs' CPU threads, not a data set
+            continue
         build = chain_from_config if name in ("fput", "fene") else config_for
         try:
             build(name, params)

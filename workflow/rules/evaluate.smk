@@ -21,6 +21,9 @@ rule evaluate:
     conda:
         "../../envs/fit.yaml"
     threads: 1
+    resources:
+        mem_mb=evaluate_mem_mb,
+        runtime=data_runtime,
     params:
         batch_size=lambda wildcards: 8 if wildcards.dataset.endswith("_2d") else 32,
     script:

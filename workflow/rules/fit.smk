@@ -28,7 +28,10 @@ rule fit:
         "../../envs/fit.yaml"
     threads: config["fit"]["threads"]
     resources:
+        # one GPU through the SLURM plugin (--gpus=1); a local run is not limited unless --resources gpu=N is given
         gpu=1,
+        mem_mb=fit_mem_mb,
+        runtime=lambda wildcards, attempt: config["fit"]["runtime"] * attempt,
     params:
         model=lambda wildcards: run_model_config(
             config["fit"]["models"][wildcards.model]

@@ -3,15 +3,20 @@ rule solve_pde:
         "results/data/{dataset}.nc",
     log:
         "logs/data/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
         dataset="kdv|allen_cahn|allen_cahn_2d",
     conda:
         "../../envs/simulate.yaml"
-    threads: workflow.cores
+    threads: config["data"]["threads"]
+    resources:
+        mem_mb=data_mem_mb,
+        runtime=data_runtime,
     params:
+        # only the keys the data depend on (see simulate_chain)
         config=lambda wildcards: {
             "seed": config["seed"],
-            "progress": config["progress"],
             "data": {wildcards.dataset: config["data"][wildcards.dataset]},
         },
     script:
