@@ -387,3 +387,19 @@ def test_classical_step_on_reference_data_reproduces_the_published_row(reference
     published = paper[(paper.dataset == name) & (paper.model == "classical")].sort_values("step")["mean"].values
     ratio = ds["rel_rmse_mean"].sel(set="heldout").values / published
     assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+
+
+def test_table_prints_each_models_budget_and_peak_learning_rate(tmp_path):
+    """Models train with budgets and learning rates of their own: the table's training column says which."""
+    from mesodyn.evaluation import training_budget
+
+    summary = {"epochs": 4000, "stop_reason": "max_epochs",
+               "train": {"batch_size": 32, "batches_per_epoch": 1, "lr": 0.03, "schedule": "cosine"}}
+    budget = training_budget(summary, n_train=700)
+    assert budget == {"train_epochs": 4000, "train_steps": 4000, "train_batch_size": 32, "train_schedule": "cosine",
+                      "train_lr": 0.03, "train_stop_reason": "max_epochs"}
+    steps5 = np.linspace(1e-3, 5e-3, 5)
+    ds = seed_dataset([steps5, steps5], [steps5, steps5], 42)
+    ds.attrs.update(budget)
+    rel_rmse_table([write_netcdf(ds, tmp_path / "m.nc")], out_dir=tmp_path)
+    assert "4000 steps × 32, lr 3e-02 cosine (full budget)" in (tmp_path / "rel_rmse_first5.md").read_text()

@@ -498,7 +498,8 @@ def training_budget(summary: Mapping[str, Any], *, n_train: int) -> dict[str, An
     if train.get("batches_per_epoch"):
         per_epoch = min(per_epoch, int(train["batches_per_epoch"]))
     return {"train_epochs": epochs, "train_steps": epochs * per_epoch, "train_batch_size": batch,
-            "train_schedule": str(train.get("schedule", "plateau")), "train_stop_reason": str(summary.get("stop_reason", ""))}
+            "train_schedule": str(train.get("schedule", "plateau")), "train_lr": float(train.get("lr", math.nan)),
+            "train_stop_reason": str(summary.get("stop_reason", ""))}
 
 
 # -- several training seeds ---------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ def _group_rows(datasets: list[xr.Dataset], steps: int, paper: pd.DataFrame) -> 
                 "trained_on": int(first["trained_on"].values[k]), "diverged_step": int(diverged[k]),
                 "train_steps": int(first.attrs.get("train_steps", -1)),
                 "train_batch_size": int(first.attrs.get("train_batch_size", -1)),
+                "train_lr": float(first.attrs.get("train_lr", math.nan)),
+                "train_schedule": str(first.attrs.get("train_schedule", "")),
                 "train_stop_reason": str(first.attrs.get("train_stop_reason", "")),
                 "paper_mean": p_mean, "paper_std": p_std,
                 "ratio": float(mean[k, t]) / p_mean if math.isfinite(p_mean) else math.nan,
@@ -237,7 +239,9 @@ def _budget(row: pd.Series) -> str:
     if steps < 0:
         return "unknown"
     how = {"max_epochs": "full budget", "early_stopping": "early stop"}.get(reason, reason or "unfinished")
-    return f"{steps} steps × {batch} ({how})"
+    lr = float(row.get("train_lr", math.nan))
+    rate = f", lr {lr:.0e} {row.get('train_schedule', '')}".rstrip() if math.isfinite(lr) else ""
+    return f"{steps} steps × {batch}{rate} ({how})"
 
 
 def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
