@@ -1,0 +1,48 @@
+# Memory and time limits of the heavy jobs, computed from the size of the fields array the config asks for, so that
+# every executor (local, SLURM) can place them; the coefficients are from measured runs (docs/cluster.md).
+
+import math
+
+
+def fields_mb(dataset):
+    """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
+    grid points, plus the chain-site field of the chains. The files on disk are zlib-compressed to about 0.8 x.
+    """
+    params = config["data"][dataset]
+    if dataset in CHAINS:
+        frames = (
+            round(params["t_final"] / (params["dt_slow"] * params["save_every"])) + 1
+        )
+        points = config["coarse"]["n_grid"] + params["n_sites"]
+    else:
+        frames = round(params["t_final"] / (params["dt"] * params["save_every"])) + 1
+        points = params["n_grid"] ** (2 if dataset.endswith("_2d") else 1)
+    return params["n_samples"] * frames * points * 8 / 1e6
+
+
+def data_mem_mb(wildcards, attempt):
+    """Peak memory of one data job: about 0.5 GB of Python, Numba and FFT plans plus the fields array once
+    (measured: 0.47 GB for 41 MB of kdv, 0.66 GB for 212 MB of allen_cahn_2d, about 13 GB for the paper's 13.2 GB
+    allen_cahn_2d), with a margin; doubled on a retry."""
+    return int(1024 + 1.5 * fields_mb(wildcards.dataset)) * attempt
+
+
+def data_runtime(wildcards, attempt):
+    """Wall-time limit (minutes) of one data job, also used for one evaluation: 10 minutes plus one per 100 MB of
+    fields (measured on 2 threads: 15-37 s for the default 1-D data sets of 200-380 MB, 6.5 min for the default
+    allen_cahn_2d of 2.6 GB, about 45 min for the paper's 13.2 GB; an evaluation took 30-80 s on the default
+    data), doubled on a retry."""
+    return (10 + math.ceil(fields_mb(wildcards.dataset) / 100)) * attempt
+
+
+def fit_mem_mb(wildcards, attempt):
+    """Peak memory of one fit job: the whole fields file is loaded, and a model's activations come on top (measured
+    on the default data: 0.79-0.96 GB for the 1-D models, 1.9-2.2 GB for FNO, 4.4-4.8 GB in 2-D with 2.6 GB of
+    fields); doubled on a retry."""
+    return int(3072 + 2 * fields_mb(wildcards.dataset)) * attempt
+
+
+def evaluate_mem_mb(wildcards, attempt):
+    """Peak memory of one evaluation (measured: 0.42-0.52 GB in 1-D, 0.56-0.64 GB in 2-D on the default data; it
+    reads the evaluation trajectories only); doubled on a retry."""
+    return int(1024 + 0.5 * fields_mb(wildcards.dataset)) * attempt
