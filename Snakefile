@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/pde.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -26,3 +27,4 @@ rule all:
         model_targets(),
         metric_targets(),
         rules.table.output,
+        figure_targets(),

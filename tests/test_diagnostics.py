@@ -461,3 +461,27 @@ def test_step_size_sweep_with_fewer_energy_evaluations_keeps_values_and_divergen
                                       full["rel_rmse"].sel(stepper="euler", factor=3).values[i, : f + 1])
     with pytest.raises(ValueError, match="energy_points"):
         step_size_sweep(model, data, samples=[0], factors=(1,), energy_points=0)
+
+
+def test_diagnostic_file_exact_and_interpolated_local_derivative_agree(tmp_path):
+    data_path = write_netcdf(travelling_waves(n_samples=10, n_time=11, noise=0.1), tmp_path / "toy.nc")
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(3)
+    model = build_model({"name": "speconsnet", "shape": [16], "length": [TWO_PI], "dt": 0.01, "hidden": 8,
+                         "nonlocal_modes": 0, "local_derivative": "interpolant"})
+    torch.save(model.state_dict(), run / "weights.pt")
+    (run / "model.json").write_text(json.dumps(model.config))
+    (run / "split.json").write_text(json.dumps({**split_trajectories(10), "n_samples": 10}))
+    out = {mode: xr.load_dataset(diagnostic_file("energy_change_vs_dt", run_dir=run, data_path=data_path,
+                                                 out_path=tmp_path / f"{mode}.nc", n_samples=1, n_dt=2,
+                                                 local_derivative=mode))
+           for mode in ("exact", "interpolant")}
+    assert out["exact"].attrs["local_derivative"] == "exact"
+    assert out["interpolant"].attrs["local_derivative"] == "interpolant"
+    a, b = out["exact"]["energy_change"].values, out["interpolant"]["energy_change"].values
+    assert np.isfinite(a).any() and np.abs(a[np.isfinite(a)]).max() > 0
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12 * np.nanmax(np.abs(a)))
+    with pytest.raises(ValueError, match="local_derivative"):
+        diagnostic_file("operator_symbols", run_dir=run, data_path=None, out_path=tmp_path / "s.nc",
+                        local_derivative="fast")

@@ -44,3 +44,10 @@ def metric_targets():
         f"results/metrics/{dataset}/{run}/seed{seed}.nc"
         for dataset, run, seed in fit_runs(config)
     ]
+
+
+def figure_targets():
+    """Every figure of the config (PDF, PNG and its numbers) and the table's page (workflow/rules/figures.smk)."""
+    from mesodyn.plotting import figure_targets as targets
+
+    return targets(config)

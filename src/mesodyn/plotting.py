@@ -1,0 +1,1116 @@
+"""Every figure of the paper (arXiv 2605.16211) and ours, drawn from files only.
+
+The figures read the evaluation files (``results/metrics/``, :mod:`mesodyn.evaluation`) and the diagnostics files
+(``results/diagnostics/``, :mod:`mesodyn.diagnostics`), never a model. One function per figure; each takes opened
+data sets and returns a :class:`Drawn` (the matplotlib figure, the numbers it shows, the paper's numbers where the
+paper states them, and one sentence of what we find). :func:`save_figure` writes PDF and PNG byte-identically on
+rerun; :func:`make_figure` does all of it for one (figure, data set) from file paths, as the workflow's figure
+rule does.
+
+==========================  ===================================================================================
+figure (:data:`FIGURES`)    what it shows
+==========================  ===================================================================================
+``rel_rmse``                paper's figure 1: relative RMSE against lead time, 100 steps, mean and spread over
+                            test trajectories (and seeds), every model; the published steps 1-5 beside ours
+``energy_vs_truth``         figure 3: learned against true energy over the test snapshots, least-squares line
+                            and Pearson r, the paper's line beside ours (Allen-Cahn 1-D and 2-D)
+``step_size_sweep``         figure 4: learned V and error along rollouts at 0.01 ... 3 (10) times the training
+                            step, explicit Euler (the paper's) beside the stabilized stepper (ours)
+``energy_along_truth``      figure 5: learned V along the true test trajectories (KdV and the chains)
+``energy_change_vs_dt``     figure 6: median and largest one-step change of V against the time step, power-law
+                            exponent and R^2 (the chains)
+``energy_order``            figure 7: order of the learned energy and of its parts under input scaling, and the
+                            learned local density F(u) - F(0)
+``stepper_comparison``      ours: explicit Euler against the stabilized stepper at 3 and 10 times the training step
+``operator_symbols``        ours: gauge-invariant symbols b m(k), b phi(k) against the truth, and the dissipation
+                            <mu, M mu> along rollouts
+==========================  ===================================================================================
+
+The numbers the paper states for its figures are package data (``mesodyn/data/paper_figures.json``, read by
+:func:`paper_values`; the 5-step table's are ``paper_table.csv``, read by :func:`mesodyn.tables.paper_table`).
+Model names in legends follow the paper (:data:`MODEL_LABELS`). The style is one matplotlib style file,
+:data:`STYLE`, an input of every figure rule.
+
+This module imports no PyTorch: the figures need none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files: never open a window, whatever the environment says
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from mesodyn._io import atomic_write  # noqa: E402
+
+__all__ = [
+    "STYLE", "MODEL_LABELS", "DATASET_LABELS", "FIGURES", "DIAGNOSTIC_FILES", "Drawn", "FigureInfo", "paper_values",
+    "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
+    "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
+    "plot_operator_symbols", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
+    "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure", "table_html",
+]
+
+STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
+"""The one matplotlib style file of every figure."""
+
+MODEL_LABELS: dict[str, str] = {
+    "speconsnet": "SpecOnsNet",
+    "classical": "classical solver",
+    "fno": "FNO",
+    "onsagernet": "OnsagerNet",
+    "res_onsagernet": "Res-OnsagerNet",
+    "speconsnet_true_v": "SpecOnsNet with true V",
+}
+"""Legend names of the registered models, as the paper names them."""
+
+DATASET_LABELS: dict[str, str] = {
+    "allen_cahn": "Allen–Cahn 1-D",
+    "allen_cahn_2d": "Allen–Cahn 2-D",
+    "kdv": "KdV",
+    "fput": "FPUT chain",
+    "fene": "FENE chain",
+}
+
+_CHAINS = ("fput", "fene")
+# Colours by registered model (the style's Okabe-Ito cycle, fixed per model so every figure agrees).
+_MODEL_COLORS = {"speconsnet": "#0072B2", "classical": "#000000", "fno": "#D55E00", "onsagernet": "#009E73",
+                 "res_onsagernet": "#CC79A7", "speconsnet_true_v": "#56B4E9"}
+_STEPPER_COLORS = {"euler": "#D55E00", "stabilized": "#0072B2", "sbdf1": "#009E73", "default": "#000000"}
+_STEPPER_LABELS = {"euler": "explicit Euler (paper)", "stabilized": "stabilized (ours)", "sbdf1": "SBDF1 (paper)",
+                   "default": "the model's step"}
+_COMPONENT_LABELS = {"total": r"$V$", "V0": r"$V_0=\int a u^2/2+F(u)$", "gradient": r"$\int b|\nabla u|^2/2$",
+                     "nonlocal": r"$V_{nl}$"}
+_COMPONENT_COLORS = {"total": "#000000", "V0": "#0072B2", "gradient": "#009E73", "nonlocal": "#D55E00"}
+_PAPER_COLOR = "0.45"
+
+
+# -- paper's numbers, style, saving ---------------------------------------------------------------------------------
+def paper_values() -> dict[str, Any]:
+    """The numbers the paper states for its figures (``mesodyn/data/paper_figures.json``), with their source."""
+    text = resources.files("mesodyn").joinpath("data", "paper_figures.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@contextlib.contextmanager
+def style(path: str | os.PathLike | None = None) -> Iterator[None]:
+    """Draw inside the style file ``path`` (default :data:`STYLE`), on top of matplotlib's defaults only: a user's
+    ``matplotlibrc`` cannot change a figure."""
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        plt.style.use(str(STYLE if path is None else path))
+        yield
+
+
+def _figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    # No date, no software version: the same figure is the same bytes on every rerun (SOURCE_DATE_EPOCH or not).
+    metadata = ({"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None} if fmt == "pdf"
+                else {"Software": None})
+    fig.savefig(buf, format=fmt, metadata=metadata)
+    return buf.getvalue()
+
+
+def save_figure(fig: plt.Figure, pdf: str | os.PathLike | None = None, png: str | os.PathLike | None = None,
+                *, close: bool = True) -> list[Path]:
+    """Write ``fig`` as PDF and/or PNG, atomically and byte-identically on rerun (no dates or versions inside).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+    """
+    out = []
+    try:
+        for path, fmt in ((pdf, "pdf"), (png, "png")):
+            if path is not None:
+                out.append(atomic_write(path, _figure_bytes(fig, fmt)))
+    finally:
+        if close:
+            plt.close(fig)
+    return out
+
+
+@dataclass
+class Drawn:
+    """A drawn figure: ``figure``, the ``numbers`` it shows, the ``paper``'s numbers where it states them, and one
+    sentence ``finding`` of what we find (rendered from the numbers)."""
+
+    figure: plt.Figure
+    numbers: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, Any] = field(default_factory=dict)
+    finding: str = ""
+
+
+def _g(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, 'n/a' when not finite."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def _time_label(dataset: str, what: str = "lead time") -> str:
+    if dataset in _CHAINS:
+        return rf"{what} $\tau$ (slow time, nondim.)"
+    return rf"{what} $t$ (nondim.)"
+
+
+def _title(fig: plt.Figure, text: str, dataset: str) -> None:
+    """``Data set: text`` above the panels, wrapped to the figure's width (about 13 characters per inch at 10 pt)."""
+    import textwrap
+
+    width = max(40, int(13 * fig.get_figwidth()))
+    fig.suptitle(textwrap.fill(f"{DATASET_LABELS.get(dataset, dataset)}: {text}", width), fontsize=10)
+
+
+def _panel_letters(axes: Sequence[plt.Axes]) -> None:
+    for i, ax in enumerate(axes):
+        ax.set_title(f"({chr(97 + i)})", loc="left", fontsize=9, fontweight="bold")
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    return a[np.isfinite(a)]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    return value
+
+
+# -- figure 1: relative RMSE against lead time ----------------------------------------------------------------------
+def _run_order(runs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    from mesodyn.tables import MODEL_ORDER
+
+    order = {name: i for i, name in enumerate(MODEL_ORDER)}
+    return sorted(runs, key=lambda r: (order.get(r[1], len(order)), r[0]))
+
+
+def plot_rel_rmse(metrics: Mapping[str, Sequence[xr.Dataset]], *, dataset: str, evaluation_set: str = "heldout",
+                  paper: Any = None) -> Drawn:
+    """The paper's figure 1: relative RMSE against lead time for every model, mean and spread, log scale.
+
+    Parameters
+    ----------
+    metrics
+        Run name -> the evaluation data sets of its seeds (:func:`mesodyn.evaluation.evaluate`).
+    dataset
+        The data set (labels and the paper's numbers).
+    evaluation_set
+        ``"heldout"`` (our test split, never trained on: the headline) or ``"paper"`` (the authors' 10).
+    paper
+        The published table (:func:`mesodyn.tables.paper_table`); default read from the package.
+
+    Returns
+    -------
+    Drawn
+        Numbers: per run the mean error at steps 1, 5 and the last, and the first diverged step (-1: none).
+    """
+    from mesodyn.evaluation import combine_seeds
+    from mesodyn.tables import paper_table
+
+    if not metrics:
+        raise ValueError("plot_rel_rmse needs at least one evaluation file.")
+    paper = paper_table() if paper is None else paper
+    paper = paper[paper["dataset"] == dataset]
+    stated = paper_values().get("rel_rmse", {}).get(dataset, {})
+    runs = _run_order([(run, str(sets[0].attrs.get("model", run))) for run, sets in metrics.items()])
+    fig, ax = plt.subplots(figsize=(8.6, 4.2))
+    inset = ax.inset_axes([0.62, 0.1, 0.36, 0.36])
+    numbers: dict[str, Any] = {}
+    styles = ["-", "--", "-.", ":"]
+    seen: dict[str, int] = {}
+    last_step = 1
+    for run, model in runs:
+        combined = combine_seeds(list(metrics[run])).sel(set=evaluation_set)
+        n = int(combined["n_trajectories"].item())
+        if n == 0:
+            continue
+        steps = combined["step"].values
+        lead = combined["lead_time"].values
+        mean = combined["rel_rmse_mean"].values
+        spread = combined["rel_rmse_std_pooled"].values
+        color = _MODEL_COLORS.get(model, "0.3")
+        ls = styles[seen.get(model, 0) % len(styles)]
+        seen[model] = seen.get(model, 0) + 1
+        n_seeds = int(combined.attrs.get("n_seeds", 1))
+        label = MODEL_LABELS.get(model, model) + ("" if run == model else f" [{run}]")
+        label += f" ({n_seeds} seeds)" if n_seeds > 1 else ""
+        ax.plot(lead, mean, ls, color=color, label=label)
+        # mean - std is often below zero, which a log axis cannot show: the band's lower edge stops at mean / 10
+        lo = np.maximum(mean - spread, mean / 10)
+        ax.fill_between(lead, lo, mean + spread, color=color, alpha=0.08, linewidth=0)
+        diverged = combined["diverged_step"].values
+        first = int(diverged[diverged >= 0].min()) if np.any(diverged >= 0) else -1
+        if first >= 0:
+            j = int(np.searchsorted(steps, first))
+            ax.plot(lead[j], mean[j], "x", color=color, markersize=7, markeredgewidth=1.8)
+        # steps 1-5, ours beside the published numbers, in an inset: on the 100-step axis they share one corner
+        first5 = min(5, steps.size)
+        inset.plot(steps[:first5], mean[:first5], ls, color=color, marker=".", markersize=4)
+        published = paper[paper["model"] == model].sort_values("step")
+        if len(published) and run == model:
+            shift = 0.12 * (seen[model] - 1) + 0.06  # side by side with our point, not on top of it
+            inset.errorbar(published["step"].values + shift, published["mean"].values,
+                           yerr=published["std"].values, fmt="o", mfc="white", mec=color, ecolor=color,
+                           markersize=3.5, elinewidth=0.7, capsize=1.2, zorder=4)
+        numbers[run] = {"model": model, "n_seeds": n_seeds, "n_trajectories": n, "step_1": float(mean[0]),
+                        "step_5": float(mean[min(4, mean.size - 1)]), "last_step": int(steps[-1]),
+                        "last": float(mean[-1]), "diverged_step": first}
+        last_step = max(last_step, int(steps[-1]))
+        claim = stated.get(model, {}) if run == model else {}
+        if "diverged_step" in claim and claim["diverged_step"] <= steps[-1]:
+            j = int(np.searchsorted(steps, claim["diverged_step"]))
+            ax.axvline(lead[j], color=color, ls=":", lw=1.2,
+                       label=f"paper: {MODEL_LABELS.get(model, model)} diverges near step {claim['diverged_step']}")
+        if "final_error" in claim and steps[-1] >= 100:
+            j = int(np.searchsorted(steps, 100))
+            ax.plot(lead[j], claim["final_error"], "*", color=color, mfc="white", markersize=11, zorder=5,
+                    ls="none", label=f"paper: {MODEL_LABELS.get(model, model)} at step 100 "
+                                     f"(≈ {claim['final_error']:g})")
+    ax.set_yscale("log")
+    ax.set_xlabel(_time_label(dataset))
+    ax.set_ylabel("relative RMSE\n(mean ± std over trajectories and seeds)")
+    inset.set_yscale("log")
+    inset.set_xticks(range(1, 6))
+    inset.set_xlabel("rollout step", fontsize=6.5, labelpad=0)
+    inset.set_ylabel("rel. RMSE", fontsize=7, labelpad=1)
+    inset.tick_params(labelsize=6.5)
+    inset.set_title("steps 1–5: ours (•) and published (○)", fontsize=7, pad=2)
+    inset.set_facecolor("white")
+    first_set = next(iter(metrics.values()))[0]
+    dt = float(first_set.attrs.get("dt", np.nan))
+    if np.isfinite(dt) and dt > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda t: t / dt, lambda s: s * dt))
+        top.set_xlabel("rollout step")
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none"),
+                Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8)]
+    labels += ["published mean ± std, steps 1–5\n(the paper's 10 trajectories)",
+               "diverged (every error\ncounts as 1 from here)"]
+    fig.legend(handles, labels, loc="outside right center")
+    what = "held-out test trajectories" if evaluation_set == "heldout" else "the paper's 10 trajectories"
+    _title(fig, f"relative RMSE against lead time ({what})", dataset)
+    best = min(numbers.items(), key=lambda kv: kv[1]["last"]) if numbers else None
+    finding = ""
+    if best is not None:
+        finding = (f"after {best[1]['last_step']} steps the lowest error is {MODEL_LABELS.get(best[1]['model'])}'s "
+                   f"({_g(best[1]['last'])}); " + "; ".join(
+                       f"{MODEL_LABELS.get(v['model'], v['model'])}" + ("" if r == v["model"] else f" [{r}]")
+                       + f": {_g(v['step_1'])} at step 1, {_g(v['last'])} at step {v['last_step']}"
+                       + (f", diverged at step {v['diverged_step']}" if v["diverged_step"] >= 0 else "")
+                       for r, v in numbers.items()))
+    return Drawn(fig, numbers, {"table": "paper_table.csv (steps 1-5)", **stated}, finding)
+
+
+# -- figure 3: learned against true energy --------------------------------------------------------------------------
+def plot_energy_vs_truth(ds: xr.Dataset, *, dataset: str) -> Drawn:
+    """The paper's figure 3: learned ``V`` against the true energy over every test snapshot, with our least-squares
+    line, the paper's line and both sets of numbers; right, the residual from our line.
+
+    Parameters
+    ----------
+    ds
+        :func:`mesodyn.diagnostics.energy_vs_truth` output.
+    """
+    learned = ds["learned_energy"].values.ravel()
+    truth = ds["true_energy"].values.ravel()
+    times = np.broadcast_to(ds["time"].values[None, :], ds["learned_energy"].shape).ravel()
+    slope, intercept, r = (float(ds[k].item()) for k in ("slope", "intercept", "pearson_r"))
+    stated = paper_values().get("energy_vs_truth", {}).get(dataset, {})
+    fig, (ax, res) = plt.subplots(1, 2, figsize=(7.0, 3.3), width_ratios=[1.35, 1])
+    sc = ax.scatter(truth, learned, c=times, s=3, alpha=0.6, linewidths=0, rasterized=True)
+    x = np.linspace(np.min(truth), np.max(truth), 2)
+    ax.plot(x, slope * x + intercept, color="#D55E00", lw=1.5,
+            label=rf"ours: $V_\theta$ = {_g(slope)} $V$ + {_g(intercept)}, r = {r:.6f}")
+    if stated:
+        ax.plot(x, stated["slope"] * x + stated["intercept"], "--", color=_PAPER_COLOR, lw=1.3,
+                label=rf"paper: $V_\theta$ ≈ {_g(stated['slope'])} $V$ + {_g(stated['intercept'])}")
+    ax.set_xlabel(r"true energy $V$ (nondim.)")
+    ax.set_ylabel(r"learned energy $V_\theta$ (model units)")
+    ax.legend(loc="upper left")
+    cb = fig.colorbar(sc, ax=ax, pad=0.01)
+    cb.set_label(_time_label(dataset, "time"))
+    residual = learned - (slope * truth + intercept)
+    res.scatter(truth, residual, c=times, s=3, alpha=0.6, linewidths=0, rasterized=True)
+    res.axhline(0.0, color="#D55E00", lw=1.0)
+    res.set_xlabel(r"true energy $V$ (nondim.)")
+    res.set_ylabel(r"$V_\theta$ − (slope $V$ + intercept) (model units)")
+    _panel_letters([ax, res])
+    n = int(ds.sizes["sample"]) * int(ds.sizes["time"])
+    _title(fig, f"learned against true energy, {n} test snapshots ({int(ds.sizes['sample'])} trajectories)",
+           dataset)
+    numbers = {"slope": slope, "intercept": intercept, "pearson_r": r, "n_snapshots": n,
+               "residual_rms": float(np.sqrt(np.mean(residual**2)))}
+    finding = (f"V_theta = {_g(slope)} V + {_g(intercept)} with Pearson r = {r:.6f} over {n} snapshots"
+               + (f" (paper: {_g(stated['slope'])} V + {_g(stated['intercept'])})" if stated else "")
+               + "; an affine gauge of the true energy" + (" holds" if r > 0.99 else " does not hold well"))
+    return Drawn(fig, numbers, dict(stated), finding)
+
+
+# -- figure 4 and ours: rollouts at several time steps ---------------------------------------------------------------
+def _factor_label(f: float) -> str:
+    return rf"{f:g} $\Delta t_{{train}}$"
+
+
+def _energy_limits(energy: np.ndarray, diverged: np.ndarray) -> tuple[float, float] | None:
+    """y-limits of the energy panels from the rollouts that stay bounded (diverged ones leave through an edge)."""
+    kept = energy[~diverged.astype(bool)] if np.any(~diverged.astype(bool)) else energy
+    values = _finite(kept)
+    if values.size == 0:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.08 * max(hi - lo, 1e-12 + 0.05 * max(abs(lo), abs(hi)))
+    return lo - pad, hi + pad
+
+
+def _draw_rollouts(ax_v: plt.Axes, ax_e: plt.Axes, sweep: xr.Dataset, stepper: str, factor: float, *,
+                   color: str, ls: str = "-", label: str | None = None, limits=None) -> dict[str, Any]:
+    """V (every trajectory, thin) and the mean error over trajectories along the rollouts of one (stepper, factor);
+    a cross where a rollout diverged. Returns the divergence numbers."""
+    sel = sweep.sel(stepper=stepper, factor=factor)
+    n = int(sel["n_steps"].item())
+    lead = sel["lead_time"].values[: n + 1]
+    energy = sel["energy"].values[:, : n + 1]
+    err = sel["rel_rmse"].values[:, : n + 1]
+    diverged = sel["diverged"].values.astype(bool)
+    first = sel["diverged_step"].values
+    for i in range(energy.shape[0]):
+        ok = np.isfinite(energy[i])
+        ax_v.plot(lead[ok], energy[i, ok], ls, color=color, lw=0.9, alpha=0.75,
+                  label=label if i == 0 else None)
+        if diverged[i]:
+            s = min(int(first[i]), n)
+            y = energy[i, s] if np.isfinite(energy[i, s]) else (limits[1] if limits else np.nan)
+            if limits is not None:
+                y = float(np.clip(y, *limits))
+            ax_v.plot(lead[s], y, "x", color=color, markersize=7, markeredgewidth=1.8, clip_on=False, zorder=5)
+    with np.errstate(invalid="ignore"):
+        mean_err = np.nanmean(np.where(np.isfinite(err), err, np.nan), axis=0)
+    ok = np.isfinite(mean_err) & (lead > 0)
+    ax_e.plot(lead[ok], mean_err[ok], ls, color=color, label=label)
+    for i in np.flatnonzero(diverged):
+        s = min(int(first[i]), n)
+        if np.isfinite(err[i, s]) and s > 0:
+            ax_e.plot(lead[s], err[i, s], "x", color=color, markersize=7, markeredgewidth=1.8, zorder=5)
+    v0 = energy[:, 0]
+    finite_v = np.where(np.isfinite(energy), energy, np.nan)
+    with np.errstate(invalid="ignore"):
+        rise = np.nanmax(np.diff(finite_v, axis=1), axis=1) if n >= 1 and energy.shape[1] > 1 else np.zeros(len(v0))
+    return {"n_steps": n, "diverged": int(diverged.sum()), "n_rollouts": int(diverged.size),
+            "first_diverged_step": int(first[diverged].min()) if diverged.any() else -1,
+            "final_error": float(np.nanmedian(err[:, n])) if np.isfinite(err[:, n]).any() else None,
+            "largest_energy_increase_per_step": float(np.nanmax(rise)) if np.isfinite(rise).any() else None}
+
+
+def plot_step_size_sweep(sweep: xr.Dataset, *, dataset: str, factors: Sequence[float] | None = None) -> Drawn:
+    """The paper's figure 4: learned ``V`` (top) and relative RMSE against the truth (bottom) along rollouts at
+    ``dt = f dt_train``, one column per stepper (explicit Euler, the paper's; stabilized, ours).
+
+    Parameters
+    ----------
+    sweep
+        :func:`mesodyn.diagnostics.step_size_sweep` output.
+    factors
+        Which factors to draw (default all of the file's).
+    """
+    factors = [float(f) for f in (sweep["factor"].values if factors is None else factors)]
+    steppers = [str(s) for s in sweep["stepper"].values]
+    stated = paper_values().get("step_size_sweep", {}).get(dataset, {})
+    fig, axes = plt.subplots(2, len(steppers), figsize=(3.6 * len(steppers) + 0.6, 5.4), sharex=True, sharey="row",
+                             squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    colors = {f: cmap(i / max(1, len(factors) - 1) * 0.9) for i, f in enumerate(factors)}
+    sub = sweep.sel(factor=factors)
+    limits = _energy_limits(sub["energy"].values.reshape(-1, sub.sizes["step"]),
+                            sub["diverged"].values.reshape(-1))
+    numbers: dict[str, Any] = {}
+    for c, stepper in enumerate(steppers):
+        ax_v, ax_e = axes[0, c], axes[1, c]
+        numbers[stepper] = {}
+        for f in factors:
+            numbers[stepper][f"{f:g}"] = _draw_rollouts(ax_v, ax_e, sweep, stepper, f, color=colors[f],
+                                                        label=_factor_label(f), limits=limits)
+        ax_v.set_title(_STEPPER_LABELS.get(stepper, stepper))
+        if limits is not None:
+            ax_v.set_ylim(*limits)
+        ax_e.set_yscale("log")
+        ax_e.set_xlabel(_time_label(dataset))
+        if c == 0:
+            ax_v.set_ylabel(r"learned energy $V_\theta$ (model units)")
+            ax_e.set_ylabel("relative RMSE against the truth\n(mean over trajectories)")
+    handles = [Line2D([], [], color=colors[f], label=_factor_label(f)) for f in factors]
+    handles.append(Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8, label="diverged"))
+    fig.legend(handles=handles, loc="outside right center", title=r"time step $\Delta t$")
+    n_s = int(sweep.sizes["sample"])
+    _title(fig, rf"rollouts at $\Delta t = f\,\Delta t_{{train}}$ ({n_s} test trajectories; × diverged)", dataset)
+    parts = []
+    for stepper in steppers:
+        div = [f for f in factors if numbers[stepper][f"{f:g}"]["diverged"]]
+        parts.append(f"{_STEPPER_LABELS.get(stepper, stepper)} diverges at "
+                     + (", ".join(f"{f:g}" for f in div) + " × dt_train" if div else "none of the time steps"))
+        numbers[stepper]["smallest_diverging_factor"] = min(div) if div else None
+    finding = "; ".join(parts)
+    if "euler_diverges_from_factor" in stated:
+        finding += f" (paper: explicit Euler blows up from {stated['euler_diverges_from_factor']:g} × dt_train)"
+    return Drawn(fig, numbers, dict(stated), finding)
+
+
+def plot_stepper_comparison(sweep: xr.Dataset, *, dataset: str, factors: Sequence[float] = (1, 3, 10)) -> Drawn:
+    """Ours: explicit Euler (the paper's step) against the stabilized stepper (provably energy-dissipating for every
+    ``dt``) at ``factors`` times the training step: learned ``V`` (left) and relative RMSE (right) against lead time.
+
+    Parameters
+    ----------
+    sweep
+        :func:`mesodyn.diagnostics.step_size_sweep` output holding the factors and both steppers.
+    factors
+        Factors to draw (those in the file).
+    """
+    have = [float(f) for f in sweep["factor"].values]
+    factors = [float(f) for f in factors if any(math.isclose(float(f), h) for h in have)]
+    if not factors:
+        raise ValueError(f"the sweep holds none of the factors {list(factors)} (it has {have}).")
+    steppers = [str(s) for s in sweep["stepper"].values]
+    fig, (ax_v, ax_e) = plt.subplots(1, 2, figsize=(7.6, 3.4))
+    styles = ["-", "--", ":", "-."]
+    sub = sweep.sel(factor=factors)
+    limits = _energy_limits(sub["energy"].values.reshape(-1, sub.sizes["step"]), sub["diverged"].values.reshape(-1))
+    numbers: dict[str, Any] = {}
+    for stepper in steppers:
+        numbers[stepper] = {}
+        for j, f in enumerate(factors):
+            numbers[stepper][f"{f:g}"] = _draw_rollouts(
+                ax_v, ax_e, sweep, stepper, f, color=_STEPPER_COLORS.get(stepper, "0.3"),
+                ls=styles[j % len(styles)], label=None, limits=limits)
+    if limits is not None:
+        ax_v.set_ylim(*limits)
+    ax_e.set_yscale("log")
+    for ax in (ax_v, ax_e):
+        ax.set_xlabel(_time_label(dataset))
+    ax_v.set_ylabel(r"learned energy $V_\theta$ (model units)")
+    ax_e.set_ylabel("relative RMSE against the truth\n(mean over trajectories)")
+    handles = [Line2D([], [], color=_STEPPER_COLORS.get(s, "0.3"), label=_STEPPER_LABELS.get(s, s))
+               for s in steppers]
+    handles += [Line2D([], [], color="0.3", ls=styles[j % len(styles)], label=_factor_label(f))
+                for j, f in enumerate(factors)]
+    handles.append(Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8, label="diverged"))
+    fig.legend(handles=handles, loc="outside right center")
+    _panel_letters([ax_v, ax_e])
+    _title(fig, "explicit Euler against the stabilized stepper at large time steps "
+                f"({int(sweep.sizes['sample'])} test trajectories)", dataset)
+    parts = []
+    for stepper in steppers:
+        for f in factors:
+            v = numbers[stepper][f"{f:g}"]
+            state = (f"diverges in {v['diverged']}/{v['n_rollouts']} rollouts (first at step "
+                     f"{v['first_diverged_step']})" if v["diverged"] else
+                     f"stays bounded, final error {_g(v['final_error'])}")
+            parts.append(f"{_STEPPER_LABELS.get(stepper, stepper)} at {f:g} × dt_train {state}")
+    return Drawn(fig, numbers, {}, "; ".join(parts))
+
+
+# -- figure 5: learned energy along the true trajectories -----------------------------------------------------------
+def plot_energy_along_truth(ds: xr.Dataset, *, dataset: str) -> Drawn:
+    """The paper's figure 5: ``V_theta(u(t))`` (left) and ``V_theta(u(t)) - V_theta(u(0))`` (right) along the true
+    test trajectories; a learned energy that the true dynamics (nearly) conserve is an approximate invariant.
+
+    Parameters
+    ----------
+    ds
+        :func:`mesodyn.diagnostics.energy_along_truth` output.
+    """
+    t = ds["time"].values - float(ds["time"].values[0])
+    energy, change = ds["energy"].values, ds["energy_change"].values
+    drift = ds["relative_drift"].values
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(7.2, 3.2))
+    cmap = plt.get_cmap("viridis")
+    n = energy.shape[0]
+    for i in range(n):
+        color = cmap(i / max(1, n - 1) * 0.9)
+        ax.plot(t, energy[i], color=color, lw=1.0)
+        ax_d.plot(t, change[i], color=color, lw=1.0)
+    ax_d.axhline(0.0, color="0.3", lw=0.8)
+    for a in (ax, ax_d):
+        a.set_xlabel(_time_label(dataset, "time"))
+    ax.set_ylabel(r"learned energy $V_\theta(u(t))$ (model units)")
+    ax_d.set_ylabel(r"$V_\theta(u(t)) - V_\theta(u(0))$ (model units)")
+    ax_d.set_title(f"max |ΔV| / max(|V(0)|, 1): median {_g(float(np.median(drift)), 2)}, "
+                   f"largest {_g(float(np.max(drift)), 2)}", fontsize=8)
+    _panel_letters([ax, ax_d])
+    _title(fig, f"learned energy along {n} true test trajectories (no rollout)", dataset)
+    numbers = {"n_trajectories": n, "relative_drift_median": float(np.median(drift)),
+               "relative_drift_max": float(np.max(drift)),
+               "mean_energy_change_at_end": float(np.mean(change[:, -1]))}
+    finding = (f"along the true trajectories the learned energy changes by at most {_g(float(np.max(drift)), 2)} of "
+               f"max(|V(0)|, 1) (median over {n} trajectories {_g(float(np.median(drift)), 2)})")
+    return Drawn(fig, numbers, {}, finding)
+
+
+# -- figure 6: one-step energy change against the time step ---------------------------------------------------------
+def plot_energy_change_vs_dt(ds: xr.Dataset, *, dataset: str) -> Drawn:
+    """The paper's figure 6: per trajectory the median and the largest one-step ``|V(u^{s+1}) - V(u^s)|`` of
+    rollouts against ``dt`` (log-log), the fitted power laws (one exponent, one prefactor per trajectory) with
+    ``R^2``; reference slopes 1 and 2 in grey.
+
+    Parameters
+    ----------
+    ds
+        :func:`mesodyn.diagnostics.energy_change_vs_dt` output.
+    """
+    dts = ds["dt"].values
+    cap = ds.attrs.get("cap", "none")
+    cap = None if cap in ("none", None) else float(cap)
+    dt_train = float(ds.attrs.get("dt_train", np.nan))
+    fig, ax = plt.subplots(figsize=(7.0, 3.9))
+    numbers: dict[str, Any] = {}
+    for key, marker, color in (("median", "o", "#0072B2"), ("max", "^", "#D55E00")):
+        values = ds[f"{key}_change"].values                      # (dt, sample)
+        p, c, r2 = (float(ds[f"{key}_{name}"].item()) for name in ("exponent", "prefactor", "r2"))
+        for j in range(values.shape[1]):
+            ok = np.isfinite(values[:, j]) & (values[:, j] > 0)
+            ax.plot(dts[ok], values[ok, j], marker=marker, color=color, lw=0.6, alpha=0.55, markersize=3.5)
+        if np.isfinite(p):
+            x = np.array([dts.min(), dts.max()])
+            ax.plot(x, c * x**p, color=color, lw=2.0,
+                    label=rf"{key} over steps: $|\Delta V| \propto \Delta t^{{{p:.2f}}}$, $R^2$ = {r2:.3f}")
+        else:
+            ax.plot([], [], color=color, lw=2.0, label=f"{key} over steps: no fit (too few points)")
+        numbers[key] = {"exponent": p, "prefactor": c, "r2": r2, "n_points": int(ds[f"{key}_n_points"].item()),
+                        "exponent_per_sample": [float(v) for v in ds[f"{key}_exponent_per_sample"].values]}
+    finite = _finite(np.concatenate([ds["median_change"].values.ravel(), ds["max_change"].values.ravel()]))
+    finite = finite[finite > 0]
+    if finite.size:
+        anchor = float(np.exp(np.mean(np.log(finite))))
+        x0 = float(np.exp(np.mean(np.log(dts))))
+        x = np.array([dts.min(), dts.max()])
+        for order, ls in ((1, ":"), (2, "--")):
+            ax.plot(x, anchor * (x / x0) ** order, ls, color="0.55", lw=1.0, label=rf"reference slope {order}")
+    if cap is not None:
+        ax.axhline(cap, color="0.3", lw=0.8, ls="-.", label=f"fit only below {cap:g}")
+    if np.isfinite(dt_train):
+        ax.axvline(dt_train, color="0.7", lw=0.8)
+        ax.annotate(r"$\Delta t_{train}$", (dt_train, 0.02), xycoords=("data", "axes fraction"), ha="right",
+                    fontsize=7.5, color="0.4", rotation=90)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(dts, [f"{dt:.2g}" for dt in dts])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(r"time step $\Delta t$ (" + ("slow time, " if dataset in _CHAINS else "") + "nondim.)")
+    ax.set_ylabel(r"one-step energy change $|V(u^{s+1}) - V(u^{s})|$" + "\n(model units)")
+    ax.legend(loc="upper left")
+    stepper = str(ds.attrs.get("stepper", ""))
+    _title(fig, f"one-step energy change against the time step ({int(ds.sizes['sample'])} test trajectories, "
+                f"{_STEPPER_LABELS.get(stepper, stepper)} step)", dataset)
+    finding = (f"median |dV| grows as dt^{_g(numbers['median']['exponent'])} (R² {_g(numbers['median']['r2'])}), "
+               f"max as dt^{_g(numbers['max']['exponent'])} (R² {_g(numbers['max']['r2'])})")
+    return Drawn(fig, numbers, {}, finding)
+
+
+# -- figure 7: order of the learned energy --------------------------------------------------------------------------
+def _true_density(system: str | None, u: np.ndarray, epsilon: float | None) -> np.ndarray | None:
+    """The true local density minus its value at 0, in the ``b = 1`` gauge (the true ``V`` has ``b = 1``)."""
+    if system == "allen_cahn" and epsilon:
+        return u**4 / (4 * epsilon**2) - u**2 / (2 * epsilon**2)
+    if system == "kdv":
+        return -(u**3)
+    return None
+
+
+def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | None = None,
+                      epsilon: float | None = None) -> Drawn:
+    """The paper's figure 7: left, ``|V_c(s u0) - V_c(0)|`` against the scale ``s`` (log-log) for ``V`` and its
+    parts, with the fitted order ``p``; right, the learned local density ``F(u) - F(0)`` and ``a/2 u^2 + F(u) -
+    F(0)``, with the true density in the learned gauge where it is known.
+
+    Parameters
+    ----------
+    order
+        :func:`mesodyn.diagnostics.energy_order` output.
+    symbols
+        :func:`mesodyn.diagnostics.operator_symbols` output of the same model (for ``b`` and the system): the true
+        density times ``b`` is drawn where the system is known.
+    epsilon
+        Allen-Cahn interface width (for its true density).
+    """
+    scales = order["scale"].values
+    has_density = "local_density" in order
+    fig, axes = plt.subplots(1, 2 if has_density else 1, figsize=(7.4, 3.4), squeeze=False)
+    ax = axes[0, 0]
+    s_fit = order.attrs.get("s_max_fit", "none")
+    s_fit = None if s_fit in ("none", None) else float(s_fit)
+    numbers: dict[str, Any] = {}
+    for comp in [str(c) for c in order["component"].values]:
+        values = order["energy_difference"].sel(component=comp).values   # (scale, sample)
+        p, r2 = float(order["exponent"].sel(component=comp).item()), float(order["r2"].sel(component=comp).item())
+        numbers[comp] = {"exponent": p, "r2": r2}
+        if not np.any(np.isfinite(values) & (values > 0)):
+            continue  # a part that is identically zero (no V_nl, say)
+        color = _COMPONENT_COLORS.get(comp, "0.3")
+        for j in range(values.shape[1]):
+            ok = np.isfinite(values[:, j]) & (values[:, j] > 0)
+            ax.plot(scales[ok], values[ok, j], color=color, lw=0.9, alpha=0.7,
+                    label=(f"{_COMPONENT_LABELS.get(comp, comp)}: p = {p:.2f}" if j == 0 else None))
+    if s_fit is not None:
+        ax.axvspan(scales.min(), s_fit, color="0.9", zorder=0, label=f"fit range s ≤ {s_fit:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"scale $s$ of the initial field $u_0$")
+    ax.set_ylabel(r"$|V_c(s\,u_0) - V_c(0)|$ (model units)")
+    ax.legend(loc="center right", fontsize=7)
+    ax.set_title(r"order $p$ of $|V_c(s u_0) - V_c(0)| \propto s^p$", fontsize=8.5)
+    system = None
+    b = None
+    if symbols is not None:
+        system = symbols.attrs.get("system")
+        system = None if system in ("none", None) else str(system)
+        b = float(symbols["b"].item())
+    if has_density:
+        ax_f = axes[0, 1]
+        u = order["u"].values
+        a = float(order["a"].item())
+        ax_f.plot(u, order["local_density"].values, color="#0072B2", label=r"learned $F(u) - F(0)$")
+        ax_f.plot(u, order["local_energy_density"].values, color="#D55E00",
+                  label=r"learned $a u^2/2 + F(u) - F(0)$, a = " + _g(a))
+        truth = _true_density(system, u, epsilon)
+        if truth is not None and b is not None:
+            ax_f.plot(u, b * truth, "--", color=_PAPER_COLOR,
+                      label=f"true density × b (b = {_g(b)}, the gauge)")
+            numbers["true_density_scale_b"] = b
+        ax_f.set_xlabel(r"field value $u$ (nondim.)")
+        ax_f.set_ylabel("energy density (model units)")
+        ax_f.legend(loc="best", fontsize=7)
+        ax_f.set_title("learned local density", fontsize=8.5)
+        numbers["a"] = a
+    _panel_letters(axes[0])
+    _title(fig, f"order of the learned energy ({int(order.sizes['sample'])} test initial fields)", dataset)
+    finding = "fitted orders: " + ", ".join(
+        f"{comp} p = {_g(v['exponent'])}" for comp, v in numbers.items()
+        if isinstance(v, dict) and np.isfinite(v.get("exponent", np.nan)))
+    return Drawn(fig, numbers, {}, finding)
+
+
+# -- ours: operator symbols and dissipation --------------------------------------------------------------------------
+def plot_operator_symbols(symbols: xr.Dataset, *, dataset: str, dissipation: xr.Dataset | None = None) -> Drawn:
+    """Ours: the gauge-invariant symbols ``b m(k)`` (of ``M``) and ``b phi(k)`` (of ``W = i phi``) against the truth
+    where it is known (Allen-Cahn ``b m = 1``, ``b phi = 0``; KdV ``b m = 0``, ``b phi = -k``), and, if given, the
+    dissipation ``<mu, M mu>`` against the discrete energy rate ``-(V^{s+1} - V^s)/dt`` along rollouts.
+
+    Parameters
+    ----------
+    symbols
+        :func:`mesodyn.diagnostics.operator_symbols` output (1-D: dim ``k``; 2-D: ``ky``, ``kx``).
+    dissipation
+        :func:`mesodyn.diagnostics.dissipation_along_rollout` output.
+    """
+    two_d = "kx" in symbols.dims
+    n_panels = 2 + (dissipation is not None) + two_d
+    fig, axes = plt.subplots(1, n_panels, figsize=(2.75 * n_panels + 0.3, 3.3), squeeze=False)
+    axes = list(axes[0])
+    numbers: dict[str, Any] = {"b": float(symbols["b"].item()), "a_over_b": float(symbols["a_over_b"].item())}
+    paper_or_truth = {}
+    i = 0
+    if two_d:
+        ax_img = axes[0]
+        kx, ky = symbols["kx"].values, symbols["ky"].values
+        im = ax_img.pcolormesh(kx, ky, symbols["b_m"].values, shading="nearest", rasterized=True)
+        fig.colorbar(im, ax=ax_img, pad=0.01).set_label(r"$b\,m(k)$")
+        ax_img.set_xlabel(r"wavenumber $k_x$")
+        ax_img.set_ylabel(r"wavenumber $k_y$")
+        ax_img.set_aspect("equal")
+        ax_img.grid(False)
+        ax_img.set_title(r"$b\,m(k_x, k_y)$", fontsize=8.5)
+        i = 1
+        cut = symbols.sel(ky=0.0)
+        k = cut["kx"].values
+        klabel = r"wavenumber $k_x$ (at $k_y = 0$)"
+    else:
+        cut = symbols
+        k = symbols["k"].values
+        klabel = r"wavenumber $k$"
+    for name, ax, sym in (("b_m", axes[i], r"$b\,m(k)$ of $M$"), ("b_phi", axes[i + 1], r"$b\,\phi(k)$ of $W$")):
+        ax.plot(k, cut[name].values, ".-", color="#0072B2", lw=0.8, markersize=2.5, label="learned")
+        if f"true_{name}" in cut:
+            ax.plot(k, cut[f"true_{name}"].values, "--", color=_PAPER_COLOR, lw=1.2, label="truth")
+        if f"{name}_fit_coefficient" in symbols:
+            c = float(symbols[f"{name}_fit_coefficient"].item())
+            res = float(symbols[f"{name}_fit_residual"].item())
+            where = "" if symbols.attrs.get("k_max_fit", "none") in ("none", None) else \
+                f" (|k| ≤ {float(symbols.attrs['k_max_fit']):g})"
+            ax.text(0.03, 0.97, f"learned ≈ {c:.3f} × truth{where}\nrelative residual {res:.2g}",
+                    transform=ax.transAxes,
+                    va="top", fontsize=7, bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
+            numbers[f"{name}_fit_coefficient"], numbers[f"{name}_fit_residual"] = c, res
+            paper_or_truth[f"{name}_fit_coefficient"] = 1.0
+        k_fit = symbols.attrs.get("k_max_fit", "none")
+        if k_fit not in ("none", None) and float(k_fit) < np.abs(k).max():
+            for lo, hi in ((k.min(), -float(k_fit)), (float(k_fit), k.max())):
+                ax.axvspan(lo, hi, color="0.93", zorder=0, label="not fitted" if lo > 0 else None)
+        ax.set_xlabel(klabel + " (1/length)")
+        ax.set_ylabel(sym)
+        ax.legend(loc="lower right", fontsize=7)
+    if dissipation is not None:
+        ax = axes[-1]
+        t = dissipation["time"].values
+        d, rate = dissipation["dissipation"].values, dissipation["energy_rate"].values
+        for j in range(d.shape[0]):
+            ax.plot(t, d[j], color="#009E73", lw=1.0, label=r"$\langle\mu, M\mu\rangle$" if j == 0 else None)
+            ax.plot(t, -rate[j], ":", color="#D55E00", lw=1.2,
+                    label=r"$-(V^{s+1} - V^{s})/\Delta t$" if j == 0 else None)
+        ax.set_yscale("symlog", linthresh=max(1e-6, float(np.nanmax(np.abs(d))) * 1e-3)
+                      if np.isfinite(np.nanmax(np.abs(d))) else 1e-6)
+        ax.set_xlabel(_time_label(dataset))
+        ax.set_ylabel("dissipation rate (model units / time)")
+        ax.legend(loc="best", fontsize=7)
+        ax.set_title(f"along rollouts ({dissipation.attrs.get('stepper', '')} step)", fontsize=8.5)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mismatch = np.nanmedian(np.abs(-rate[:, :-1] - d[:, :-1]) / np.maximum(np.abs(d[:, :-1]), 1e-300))
+        numbers["dissipation_median"] = float(np.nanmedian(d))
+        numbers["rate_vs_dissipation_relative_mismatch"] = float(mismatch)
+        numbers["energy_increases"] = int(np.sum(rate[:, :-1] > 0))
+    _panel_letters(axes)
+    system = symbols.attrs.get("system", "none")
+    _title(fig, "learned operators in the gauge-invariant form" + ("" if system == "none" else
+                                                                   f" (truth: {system})"), dataset)
+    parts = [f"b = {_g(numbers['b'])}, a/b = {_g(numbers['a_over_b'])}"]
+    for name in ("b_m", "b_phi"):
+        if f"{name}_fit_coefficient" in numbers:
+            parts.append(f"{name.replace('_', ' ')} ≈ {numbers[name + '_fit_coefficient']:.3f} × truth (relative "
+                         f"residual {numbers[name + '_fit_residual']:.2g})")
+    if "energy_increases" in numbers:
+        parts.append(f"the energy rose in {numbers['energy_increases']} rollout steps")
+    return Drawn(fig, numbers, paper_or_truth, "; ".join(parts))
+
+
+# -- the figures of the workflow: which, from which files --------------------------------------------------------------
+@dataclass(frozen=True)
+class FigureInfo:
+    """A figure of the workflow: its ``title``, report ``category``, the ``datasets`` it is drawn for (``None``: every
+    one), the diagnostics files it reads (keys of :data:`DIAGNOSTIC_FILES`), whether it reads the evaluation files
+    (``metrics``), and its number in the paper (``None``: ours)."""
+
+    title: str
+    category: str
+    datasets: tuple[str, ...] | None
+    diagnostics: tuple[str, ...]
+    metrics: bool = False
+    paper_figure: int | None = None
+
+
+FIGURES: dict[str, FigureInfo] = {
+    "rel_rmse": FigureInfo("relative RMSE against lead time", "Fig. 1: error against lead time", None, (),
+                           metrics=True, paper_figure=1),
+    "energy_vs_truth": FigureInfo("learned against true energy", "Fig. 3: learned against true energy",
+                                  ("allen_cahn", "allen_cahn_2d"), ("energy_vs_truth",), paper_figure=3),
+    "step_size_sweep": FigureInfo("step-size sweep", "Fig. 4: step-size sweep", ("allen_cahn", "allen_cahn_2d"),
+                                  ("step_size_sweep",), paper_figure=4),
+    "energy_along_truth": FigureInfo("learned energy along the true trajectories",
+                                     "Fig. 5: learned energy along the truth", ("kdv", "fput", "fene"),
+                                     ("energy_along_truth",), paper_figure=5),
+    "energy_change_vs_dt": FigureInfo("one-step energy change against the time step",
+                                      "Fig. 6: energy change against the time step", ("fput", "fene"),
+                                      ("energy_change_vs_dt",), paper_figure=6),
+    "energy_order": FigureInfo("order of the learned energy", "Fig. 7: order of the learned energy", None,
+                               ("energy_order", "operator_symbols"), paper_figure=7),
+    "stepper_comparison": FigureInfo("explicit Euler against the stabilized stepper",
+                                     "Ours: stabilized stepper at large time steps", None, ("step_size_sweep",)),
+    "operator_symbols": FigureInfo("learned operator symbols and dissipation",
+                                   "Ours: learned operators against the truth", None,
+                                   ("operator_symbols", "dissipation")),
+}
+"""Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""
+
+DIAGNOSTIC_FILES: dict[str, str] = {
+    "energy_vs_truth": "energy_vs_truth",
+    "step_size_sweep": "step_size_sweep",
+    "energy_along_truth": "energy_along_truth",
+    "energy_change_vs_dt": "energy_change_vs_dt",
+    "energy_order": "energy_order",
+    "operator_symbols": "operator_symbols",
+    "dissipation": "dissipation_along_rollout",
+}
+"""Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
+:data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
+
+# Models whose energy and Fourier operators the diagnostics read.
+_DIAGNOSED_MODELS = ("speconsnet", "speconsnet_true_v")
+# V is evaluated at about this many steps per sweep rollout (mesodyn.diagnostics.step_size_sweep): enough for a
+# smooth curve, and every step wherever a rollout is this short or shorter (where explicit Euler diverges).
+_ENERGY_POINTS = 200
+# Trajectories of figure 5 (the paper's 10); the other rollout diagnostics take figures.samples (the paper's 5).
+_TRUTH_SAMPLES = 10
+# Wavenumbers of the fit of the learned operator symbols to the truth.
+_K_MAX_FIT = 16.0
+
+
+def figures_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The diagnosed run (``figures.run``), its first seed, the data sets it is fitted on, and the figures settings.
+
+    Raises
+    ------
+    mesodyn.config.ConfigError
+        One sentence, if ``figures.run`` is not a run of ``fit.models`` or not a model the diagnostics can read.
+    """
+    from mesodyn.config import ConfigError, fit_runs
+
+    figs = dict(config.get("figures", {}) or {})
+    run = str(figs.get("run", "speconsnet"))
+    models = config.get("fit", {}).get("models", {})
+    if run not in models:
+        raise ConfigError(f"config 'figures.run' names '{run}', which is not a run of fit.models "
+                          f"({', '.join(sorted(models)) or 'none'}).")
+    name = models[run].get("name")
+    if name not in _DIAGNOSED_MODELS:
+        raise ConfigError(f"config 'figures.run' = '{run}' is a {name} model; the energy and operator figures need "
+                          f"one of {', '.join(_DIAGNOSED_MODELS)}.")
+    fitted = [(d, s) for d, r, s in fit_runs(config) if r == run]
+    seed = fitted[0][1] if fitted else None
+    datasets = [d for d in config.get("datasets", []) if any(d == f for f, _ in fitted)]
+    return {"run": run, "model": name, "seed": seed, "datasets": datasets,
+            "samples": int(figs.get("samples", 5)),
+            "sweep_factors": {d: [float(f) for f in figs.get("sweep_factors", {}).get(d, (1, 3, 10))]
+                              for d in config.get("datasets", [])}}
+
+
+def _diagnostic_path(dataset: str, settings: Mapping[str, Any], name: str) -> str:
+    return f"results/diagnostics/{dataset}/{settings['run']}/seed{settings['seed']}/{name}.nc"
+
+
+def figure_plan(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every ``(figure, dataset)`` the config makes: figure 1 for every data set with a fitted model, the energy and
+    operator figures for the data sets the diagnosed run (``figures.run``) is fitted on, each where it applies."""
+    from mesodyn.config import fit_runs
+
+    settings = figures_settings(config)
+    with_models = {d for d, _, _ in fit_runs(config)}
+    plan = []
+    for figure, info in FIGURES.items():
+        for dataset in config.get("datasets", []):
+            if info.datasets is not None and dataset not in info.datasets:
+                continue
+            if info.metrics:
+                if dataset in with_models:
+                    plan.append((figure, dataset))
+                continue
+            if dataset not in settings["datasets"]:
+                continue
+            if figure == "stepper_comparison" and not any(f > 1 for f in settings["sweep_factors"][dataset]):
+                continue  # nothing beyond the training step to compare
+            plan.append((figure, dataset))
+    return plan
+
+
+def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every diagnostics file the planned figures read: ``(dataset, name) -> {"path", "run_dir", "kind",
+    "n_samples", "options"}`` (the arguments of :func:`mesodyn.diagnostics.diagnostic_file`).
+
+    The options reproduce the paper's figures: every test snapshot for figure 3, 10 trajectories for figure 5,
+    ``figures.samples`` (5) for the rollouts; FENE's fits only below ``|dV| = 0.2`` and ``s <= 0.2``; rollouts in
+    float32 (the paper's precision) with ``V`` at about 200 steps per rollout, the energy changes and orders in
+    float64 (changes far below float32 round-off of ``V``), the float64 rollouts of 1-D fields with the exact ``F'``
+    (the same function as the interpolant, cheaper on a few fields).
+    """
+    settings = figures_settings(config)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for figure, dataset in figure_plan(config):
+        for name in FIGURES[figure].diagnostics:
+            if (dataset, name) in out:
+                continue
+            n_samples: int | None = settings["samples"]
+            options: dict[str, Any] = {}
+            if name == "energy_vs_truth":
+                n_samples = None
+                options = {"dtype": "float32", "batch_size": 32 if dataset.endswith("_2d") else 256}
+            elif name == "step_size_sweep":
+                options = {"factors": settings["sweep_factors"][dataset], "horizon": None,
+                           "steppers": ["euler", "stabilized"], "energy_points": _ENERGY_POINTS,
+                           "dtype": "float32"}
+            elif name == "energy_along_truth":
+                n_samples = _TRUTH_SAMPLES
+                options = {"batch_size": 32 if dataset.endswith("_2d") else 256}
+            elif name == "energy_change_vs_dt":
+                options = {"cap": 0.2} if dataset == "fene" else {}
+            elif name == "energy_order":
+                options = {"s_max_fit": 0.2} if dataset == "fene" else {}
+                if dataset.endswith("_2d"):
+                    options["batch_size"] = 32
+            elif name == "operator_symbols":
+                n_samples = None
+                # compared with the truth where the data have energy: |k| <= 16 holds all but 1e-4 to 1e-5 of
+                # every data set's spectral energy; modes above keep what initialization gave them
+                options = {"k_max_fit": _K_MAX_FIT}
+            elif name == "dissipation":
+                options = {"along": "rollout"}
+            if name in ("energy_change_vs_dt", "dissipation") and not dataset.endswith("_2d"):
+                options["local_derivative"] = "exact"   # float64 rollouts of a few 1-D fields: 2.5x cheaper
+            out[(dataset, name)] = {"path": _diagnostic_path(dataset, settings, name),
+                                    "run_dir": f"results/models/{dataset}/{settings['run']}/seed{settings['seed']}",
+                                    "kind": DIAGNOSTIC_FILES[name], "n_samples": n_samples, "options": options}
+    return out
+
+
+def figure_inputs(figure: str, dataset: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The files one figure reads, by name: ``metrics`` (a list: every run and seed fitted on ``dataset``) and/or
+    the diagnostics files (keys of :data:`DIAGNOSTIC_FILES`)."""
+    from mesodyn.config import fit_runs
+
+    info = FIGURES[figure]
+    out: dict[str, Any] = {}
+    if info.metrics:
+        out["metrics"] = [f"results/metrics/{d}/{r}/seed{s}.nc" for d, r, s in fit_runs(config) if d == dataset]
+    if info.diagnostics:
+        settings = figures_settings(config)
+        for name in info.diagnostics:
+            out[name] = _diagnostic_path(dataset, settings, name)
+    return out
+
+
+def figure_paths(figure: str, dataset: str) -> dict[str, str]:
+    """``pdf``, ``png`` and ``json`` (the numbers) of one figure."""
+    stem = f"results/figures/{figure}_{dataset}"
+    return {"pdf": f"{stem}.pdf", "png": f"{stem}.png", "json": f"{stem}.json"}
+
+
+TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
+"""The 5-step table as an HTML page of the report (:func:`table_html`)."""
+
+
+def figure_targets(config: Mapping[str, Any]) -> list[str]:
+    """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), and the table page."""
+    return [path for figure, dataset in figure_plan(config) for path in figure_paths(figure, dataset).values()] + [
+        TABLE_PAGE]
+
+
+def report_labels(figure: str, dataset: str) -> Callable[..., dict[str, str]]:
+    """The report's labels of one figure (a function Snakemake calls when it writes the report, when the figure's
+    numbers exist): the figure's title and what we find."""
+
+    def labels(wildcards: Any = None) -> dict[str, str]:
+        record = json.loads(Path(figure_paths(figure, dataset)["json"]).read_text(encoding="utf-8"))
+        return {"figure": FIGURES[figure].title, "we find": record["finding"]}
+
+    return labels
+
+
+# -- one figure from its files ---------------------------------------------------------------------------------------
+def _open(path: str | os.PathLike) -> xr.Dataset:
+    return xr.load_dataset(path, engine="netcdf4")
+
+
+def draw(figure: str, dataset: str, inputs: Mapping[str, Any], *, epsilon: float | None = None) -> Drawn:
+    """Draw ``figure`` for ``dataset`` from its input files (:func:`figure_inputs`), inside the current style."""
+    if figure not in FIGURES:
+        raise ValueError(f"figure must be one of {', '.join(FIGURES)}, got {figure!r}.")
+    if figure == "rel_rmse":
+        metrics: dict[str, list[xr.Dataset]] = {}
+        for path in inputs["metrics"]:
+            ds = _open(path)
+            metrics.setdefault(str(ds.attrs.get("label", Path(path).parent.name)), []).append(ds)
+        return plot_rel_rmse(metrics, dataset=dataset)
+    if figure == "energy_vs_truth":
+        return plot_energy_vs_truth(_open(inputs["energy_vs_truth"]), dataset=dataset)
+    if figure == "step_size_sweep":
+        return plot_step_size_sweep(_open(inputs["step_size_sweep"]), dataset=dataset)
+    if figure == "energy_along_truth":
+        return plot_energy_along_truth(_open(inputs["energy_along_truth"]), dataset=dataset)
+    if figure == "energy_change_vs_dt":
+        return plot_energy_change_vs_dt(_open(inputs["energy_change_vs_dt"]), dataset=dataset)
+    if figure == "energy_order":
+        return plot_energy_order(_open(inputs["energy_order"]), dataset=dataset,
+                                 symbols=_open(inputs["operator_symbols"]), epsilon=epsilon)
+    if figure == "stepper_comparison":
+        return plot_stepper_comparison(_open(inputs["step_size_sweep"]), dataset=dataset)
+    return plot_operator_symbols(_open(inputs["operator_symbols"]), dataset=dataset,
+                                 dissipation=_open(inputs["dissipation"]))
+
+
+def make_figure(figure: str, dataset: str, inputs: Mapping[str, Any], *, pdf: str | os.PathLike,
+                png: str | os.PathLike, numbers: str | os.PathLike | None = None,
+                style_path: str | os.PathLike | None = None, epsilon: float | None = None) -> Drawn:
+    """Draw one figure from its files and write PDF, PNG and (optionally) a JSON file of its numbers
+    (``figure``, ``dataset``, ``title``, ``numbers``, ``paper``, ``paper_source``, ``finding``), all atomically and
+    byte-identically on rerun."""
+    with style(style_path):
+        drawn = draw(figure, dataset, inputs, epsilon=epsilon)
+        save_figure(drawn.figure, pdf, png)
+    if numbers is not None:
+        info = FIGURES[figure]
+        record = {"figure": figure, "dataset": dataset, "title": info.title, "category": info.category,
+                  "paper_figure": info.paper_figure, "numbers": _json_safe(drawn.numbers),
+                  "paper": _json_safe(drawn.paper), "paper_source": paper_values()["source"] if drawn.paper else None,
+                  "finding": drawn.finding}
+        atomic_write(numbers, (json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    return drawn
+
+
+# -- the 5-step table as a page of the report -----------------------------------------------------------------------
+def _inline(text: str) -> str:
+    """HTML of one line of the table's Markdown: escaped, ``**bold**`` and ``` `code` ```."""
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def table_html(markdown: str, *, title: str = "Relative RMSE at steps 1-5") -> str:
+    """A self-contained HTML page of the table's Markdown (:func:`mesodyn.tables.write_table`): its paragraphs and
+    its pipe table, in order; HTML comments (the provenance line) are kept as comments."""
+    import html
+
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             f"<title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;white-space:nowrap}"
+             "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}</style>", "</head>", "<body>"]
+    rows: list[list[str]] = []
+
+    def flush() -> None:
+        if not rows:
+            return
+        header, body = rows[0], [r for r in rows[1:] if not all(set(c.strip()) <= set(":-") for c in r)]
+        parts.append("<table>")
+        parts.append("<tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in header) + "</tr>")
+        parts.extend("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in body)
+        parts.append("</table>")
+        rows.clear()
+
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|"):
+            rows.append(stripped[1:-1].split("|"))
+            continue
+        flush()
+        if stripped.startswith("<!--") and stripped.endswith("-->"):
+            parts.append(stripped)
+        elif stripped:
+            parts.append(f"<p>{_inline(stripped)}</p>")
+    flush()
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)

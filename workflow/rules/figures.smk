@@ -1,0 +1,131 @@
+# Diagnostics, figures and the report. One diagnostics file per (data set, name) of the run named by figures.run
+# (mesodyn.diagnostics, results/diagnostics/), one rule per figure (mesodyn.plotting; PDF, PNG and a JSON of the
+# numbers it shows under results/figures/), and the HTML page of the 5-step table. Every figure rule names the one
+# style file as an input, so a change of style remakes the figures. `snakemake --report results/report.html` puts
+# every figure and the table into one page, grouped by experiment (docs/figures.md).
+
+
+from mesodyn.config import ConfigError
+from mesodyn.plotting import (
+    DATASET_LABELS,
+    FIGURES,
+    STYLE,
+    TABLE_PAGE,
+    diagnostic_plan,
+    figure_inputs,
+    figure_paths,
+    figure_plan,
+    report_labels,
+)
+
+try:
+    FIGURE_PLAN = figure_plan(config)
+    DIAGNOSTIC_PLAN = diagnostic_plan(config)
+except ConfigError as exc:
+    sys.stderr.write(f"mesodyn: {exc}\n")
+    sys.exit(1)
+
+
+report: "../report/workflow.rst"
+
+
+# One job per data set runs all its diagnostics (model and data loaded by one process), one job per figure draws
+# it for every data set: a job costs seconds of imports, many small ones would cost more than the work.
+for _dataset in sorted({dataset for dataset, _ in DIAGNOSTIC_PLAN}):
+    _jobs = [
+        entry
+        for (dataset, name), entry in sorted(DIAGNOSTIC_PLAN.items())
+        if dataset == _dataset
+    ]
+    _run_dir = _jobs[0]["run_dir"]
+
+    rule:
+        name:
+            f"diagnose_{_dataset}"
+        input:
+            data=f"results/data/{_dataset}.nc",
+            weights=f"{_run_dir}/weights.pt",
+            model=f"{_run_dir}/model.json",
+            split=f"{_run_dir}/split.json",
+        output:
+            [entry["path"] for entry in _jobs],
+        log:
+            f"logs/diagnostics/{_dataset}.log",
+        benchmark:
+            f"logs/benchmarks/diagnostics/{_dataset}.tsv"
+        conda:
+            "../../envs/fit.yaml"
+        threads: 1
+        params:
+            jobs=[
+                {key: entry[key] for key in ("kind", "n_samples", "options", "path")}
+                for entry in _jobs
+            ],
+        script:
+            "../scripts/diagnose.py"
+
+
+for _figure, _info in FIGURES.items():
+    _datasets = [dataset for figure, dataset in FIGURE_PLAN if figure == _figure]
+    if not _datasets:
+        continue
+
+    rule:
+        name:
+            f"figure_{_figure}"
+        input:
+            files=[
+                path
+                for dataset in _datasets
+                for value in figure_inputs(_figure, dataset, config).values()
+                for path in ([value] if isinstance(value, str) else value)
+            ],
+            style=str(STYLE),
+        output:
+            [
+                report(
+                    figure_paths(_figure, dataset)["png"],
+                    caption=f"../report/{_figure}.rst",
+                    category=_info.category,
+                    subcategory=DATASET_LABELS.get(dataset, dataset),
+                    labels=report_labels(_figure, dataset),
+                )
+                for dataset in _datasets
+            ],
+            [figure_paths(_figure, dataset)["pdf"] for dataset in _datasets],
+            [figure_paths(_figure, dataset)["json"] for dataset in _datasets],
+        log:
+            f"logs/figures/{_figure}.log",
+        conda:
+            "../../envs/report.yaml"
+        params:
+            figure=_figure,
+            inputs={
+                dataset: figure_inputs(_figure, dataset, config)
+                for dataset in _datasets
+            },
+            epsilon={
+                dataset: config["data"].get(dataset, {}).get("epsilon")
+                for dataset in _datasets
+            },
+        script:
+            "../scripts/plot.py"
+
+
+rule table_page:
+    input:
+        md="results/tables/rel_rmse_first5.md",
+        csv="results/tables/rel_rmse_first5.csv",
+    output:
+        report(
+            TABLE_PAGE,
+            caption="../report/table.rst",
+            category="Fig. 2: the 5-step table",
+            labels={"figure": "relative RMSE at steps 1-5, ours beside the paper's"},
+        ),
+    log:
+        "logs/figures/table_rel_rmse_first5.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/table_page.py"
