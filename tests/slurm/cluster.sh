@@ -3,7 +3,7 @@
 #
 #   tests/slurm/cluster.sh start DIR    write the configs, start munged, slurmctld and slurmd, wait until the node
 #                                       is idle; state, logs and pid files go to DIR
-#   tests/slurm/cluster.sh stop DIR     stop the three daemons by the pids recorded in DIR
+#   tests/slurm/cluster.sh stop DIR     stop the three daemons by the pids recorded in DIR, remove the configs
 #
 # Runs as root from Debian's packages (slurmctld slurmd slurm-client munge) without systemd. The config must be at
 # /etc/slurm/slurm.conf: the executor plugin removes SLURM_* variables (SLURM_CONF too) before its nested srun.
@@ -29,6 +29,9 @@ stop() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     done
+    # the configs go with the cluster (only ours: a slurm.conf this script did not write stays)
+    for f in $CONF $GRES; do ours "$f" && rm -f "$f"; done
+    return 0
 }
 
 start() {
