@@ -15,6 +15,8 @@ rule simulate_chain:
         "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
         dataset="fput|fene",
+    # data first: every fit can start once its data exist, so the long 2-D fits do not end up last
+    priority: 10
     conda:
         "../../envs/simulate.yaml"
     threads: config["data"]["threads"]
