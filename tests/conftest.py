@@ -31,3 +31,58 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def run_snakemake(work, *args, check=True, timeout=1500):
+    """``snakemake --cores 2 ARGS`` in ``work``, with the provenance commit pinned (commits landing during a test must
+    not change an output's attributes)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MESODYN_GIT_COMMIT": "pinned-for-test"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=work, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def copy_workflow(work):
+    """Copy what the workflow needs (Snakefile, workflow/, config/, profiles/, envs/) into ``work``; mesodyn itself is
+    imported from the installed package."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for item in ("Snakefile", "workflow", "config", "profiles", "envs"):
+        src = root / item
+        if src.is_dir():
+            shutil.copytree(src, work / item)
+        elif src.exists():
+            shutil.copy2(src, work / item)
+    return work
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    """A fresh copy of the workflow in a temporary folder (nothing run)."""
+    return copy_workflow(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def ci_workflow(tmp_path_factory):
+    """The workflow on ``config/ci.yaml`` in a temporary copy of the repository, once, again with ``--forceall``,
+    then ``snakemake --report results/report.html``. Returns ``workdir``, ``first`` and ``second`` (the bytes of
+    every file under ``results/`` after each run; the report, written last, is in neither)."""
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+    def snapshot():
+        return {p.relative_to(work): p.read_bytes() for p in (work / "results").rglob("*") if p.is_file()}
+
+    run_snakemake(work, "--configfile", "config/ci.yaml")
+    first = snapshot()
+    run_snakemake(work, "--configfile", "config/ci.yaml", "--forceall")
+    second = snapshot()
+    run_snakemake(work, "--configfile", "config/ci.yaml", "--report", "results/report.html")
+    return {"workdir": work, "first": first, "second": second}

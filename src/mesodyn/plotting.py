@@ -119,6 +119,10 @@ def style(path: str | os.PathLike | None = None) -> Iterator[None]:
 
 
 def _figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
+    import logging
+
+    # fontTools, subsetting the embedded font, warns of the fixed timestamp matplotlib gives the subset: not ours
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     buf = io.BytesIO()
     # No date, no software version: the same figure is the same bytes on every rerun (SOURCE_DATE_EPOCH or not).
     metadata = ({"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None} if fmt == "pdf"
@@ -180,8 +184,18 @@ def _title(fig: plt.Figure, text: str, dataset: str) -> None:
 
 
 def _panel_letters(axes: Sequence[plt.Axes]) -> None:
+    """(a), (b), ... at the top left of each panel; a panel's own title moves to the right, clear of its letter."""
     for i, ax in enumerate(axes):
+        title = ax.get_title()
+        if title:
+            ax.set_title("")
+            ax.set_title(title, loc="right", fontsize=ax.title.get_fontsize())
         ax.set_title(f"({chr(97 + i)})", loc="left", fontsize=9, fontweight="bold")
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 trajectory``, ``5 trajectories``."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -363,7 +377,8 @@ def plot_energy_vs_truth(ds: xr.Dataset, *, dataset: str) -> Drawn:
     res.set_ylabel(r"$V_\theta$ − (slope $V$ + intercept) (model units)")
     _panel_letters([ax, res])
     n = int(ds.sizes["sample"]) * int(ds.sizes["time"])
-    _title(fig, f"learned against true energy, {n} test snapshots ({int(ds.sizes['sample'])} trajectories)",
+    _title(fig, f"learned against true energy, {n} test snapshots "
+           f"({_count(int(ds.sizes['sample']), 'trajectory', 'trajectories')})",
            dataset)
     numbers = {"slope": slope, "intercept": intercept, "pearson_r": r, "n_snapshots": n,
                "residual_rms": float(np.sqrt(np.mean(residual**2)))}
@@ -468,7 +483,7 @@ def plot_step_size_sweep(sweep: xr.Dataset, *, dataset: str, factors: Sequence[f
     handles.append(Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8, label="diverged"))
     fig.legend(handles=handles, loc="outside right center", title=r"time step $\Delta t$")
     n_s = int(sweep.sizes["sample"])
-    _title(fig, rf"rollouts at $\Delta t = f\,\Delta t_{{train}}$ ({n_s} test trajectories; × diverged)", dataset)
+    _title(fig, rf"rollouts at $\Delta t = f\,\Delta t_{{train}}$ ({_count(n_s, 'test trajectory', 'test trajectories')}; × diverged)", dataset)
     parts = []
     for stepper in steppers:
         div = [f for f in factors if numbers[stepper][f"{f:g}"]["diverged"]]
@@ -523,7 +538,7 @@ def plot_stepper_comparison(sweep: xr.Dataset, *, dataset: str, factors: Sequenc
     fig.legend(handles=handles, loc="outside right center")
     _panel_letters([ax_v, ax_e])
     _title(fig, "explicit Euler against the stabilized stepper at large time steps "
-                f"({int(sweep.sizes['sample'])} test trajectories)", dataset)
+                f"({_count(int(sweep.sizes['sample']), 'test trajectory', 'test trajectories')})", dataset)
     parts = []
     for stepper in steppers:
         for f in factors:
@@ -563,7 +578,7 @@ def plot_energy_along_truth(ds: xr.Dataset, *, dataset: str) -> Drawn:
     ax_d.set_title(f"max |ΔV| / max(|V(0)|, 1): median {_g(float(np.median(drift)), 2)}, "
                    f"largest {_g(float(np.max(drift)), 2)}", fontsize=8)
     _panel_letters([ax, ax_d])
-    _title(fig, f"learned energy along {n} true test trajectories (no rollout)", dataset)
+    _title(fig, f"learned energy along {_count(n, 'true test trajectory', 'true test trajectories')} (no rollout)", dataset)
     numbers = {"n_trajectories": n, "relative_drift_median": float(np.median(drift)),
                "relative_drift_max": float(np.max(drift)),
                "mean_energy_change_at_end": float(np.mean(change[:, -1]))}
@@ -625,7 +640,7 @@ def plot_energy_change_vs_dt(ds: xr.Dataset, *, dataset: str) -> Drawn:
     ax.set_ylabel(r"one-step energy change $|V(u^{s+1}) - V(u^{s})|$" + "\n(model units)")
     ax.legend(loc="upper left")
     stepper = str(ds.attrs.get("stepper", ""))
-    _title(fig, f"one-step energy change against the time step ({int(ds.sizes['sample'])} test trajectories, "
+    _title(fig, f"one-step energy change against the time step ({_count(int(ds.sizes['sample']), 'test trajectory', 'test trajectories')}, "
                 f"{_STEPPER_LABELS.get(stepper, stepper)} step)", dataset)
     finding = (f"median |dV| grows as dt^{_g(numbers['median']['exponent'])} (R² {_g(numbers['median']['r2'])}), "
                f"max as dt^{_g(numbers['max']['exponent'])} (R² {_g(numbers['max']['r2'])})")
@@ -660,7 +675,7 @@ def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | 
     """
     scales = order["scale"].values
     has_density = "local_density" in order
-    fig, axes = plt.subplots(1, 2 if has_density else 1, figsize=(7.4, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if has_density else 1, figsize=(7.4, 4.4), squeeze=False)
     ax = axes[0, 0]
     s_fit = order.attrs.get("s_max_fit", "none")
     s_fit = None if s_fit in ("none", None) else float(s_fit)
@@ -682,7 +697,7 @@ def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | 
     ax.set_yscale("log")
     ax.set_xlabel(r"scale $s$ of the initial field $u_0$")
     ax.set_ylabel(r"$|V_c(s\,u_0) - V_c(0)|$ (model units)")
-    ax.legend(loc="center right", fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize=7)
     ax.set_title(r"order $p$ of $|V_c(s u_0) - V_c(0)| \propto s^p$", fontsize=8.5)
     system = None
     b = None
@@ -697,6 +712,13 @@ def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | 
         ax_f.plot(u, order["local_density"].values, color="#0072B2", label=r"learned $F(u) - F(0)$")
         ax_f.plot(u, order["local_energy_density"].values, color="#D55E00",
                   label=r"learned $a u^2/2 + F(u) - F(0)$, a = " + _g(a))
+        # A term linear in u shifts mu by a constant, which M + W annihilate where m(0) = 0 (conserved dynamics):
+        # V is identifiable only up to it, so the density is also shown without its slope at 0.
+        total = order["local_energy_density"].values
+        slope0 = float(np.interp(0.0, u, np.gradient(total, u))) if u.min() < 0 < u.max() else 0.0
+        ax_f.plot(u, total - slope0 * u, "-.", color="#009E73",
+                  label=r"learned $a u^2/2 + F(u) - F(0) - F'(0)\,u$")
+        numbers["density_slope_at_0"] = slope0
         truth = _true_density(system, u, epsilon)
         if truth is not None and b is not None:
             ax_f.plot(u, b * truth, "--", color=_PAPER_COLOR,
@@ -704,11 +726,11 @@ def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | 
             numbers["true_density_scale_b"] = b
         ax_f.set_xlabel(r"field value $u$ (nondim.)")
         ax_f.set_ylabel("energy density (model units)")
-        ax_f.legend(loc="best", fontsize=7)
+        ax_f.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=1, fontsize=7)
         ax_f.set_title("learned local density", fontsize=8.5)
         numbers["a"] = a
     _panel_letters(axes[0])
-    _title(fig, f"order of the learned energy ({int(order.sizes['sample'])} test initial fields)", dataset)
+    _title(fig, f"order of the learned energy ({_count(int(order.sizes['sample']), 'test initial field')})", dataset)
     finding = "fitted orders: " + ", ".join(
         f"{comp} p = {_g(v['exponent'])}" for comp, v in numbers.items()
         if isinstance(v, dict) and np.isfinite(v.get("exponent", np.nan)))
@@ -823,24 +845,24 @@ class FigureInfo:
 
 
 FIGURES: dict[str, FigureInfo] = {
-    "rel_rmse": FigureInfo("relative RMSE against lead time", "Fig. 1: error against lead time", None, (),
+    "rel_rmse": FigureInfo("relative RMSE against lead time", "Fig. 1 – error against lead time", None, (),
                            metrics=True, paper_figure=1),
-    "energy_vs_truth": FigureInfo("learned against true energy", "Fig. 3: learned against true energy",
+    "energy_vs_truth": FigureInfo("learned against true energy", "Fig. 3 – learned against true energy",
                                   ("allen_cahn", "allen_cahn_2d"), ("energy_vs_truth",), paper_figure=3),
-    "step_size_sweep": FigureInfo("step-size sweep", "Fig. 4: step-size sweep", ("allen_cahn", "allen_cahn_2d"),
+    "step_size_sweep": FigureInfo("step-size sweep", "Fig. 4 – step-size sweep", ("allen_cahn", "allen_cahn_2d"),
                                   ("step_size_sweep",), paper_figure=4),
     "energy_along_truth": FigureInfo("learned energy along the true trajectories",
-                                     "Fig. 5: learned energy along the truth", ("kdv", "fput", "fene"),
+                                     "Fig. 5 – learned energy along the truth", ("kdv", "fput", "fene"),
                                      ("energy_along_truth",), paper_figure=5),
     "energy_change_vs_dt": FigureInfo("one-step energy change against the time step",
-                                      "Fig. 6: energy change against the time step", ("fput", "fene"),
+                                      "Fig. 6 – energy change against the time step", ("fput", "fene"),
                                       ("energy_change_vs_dt",), paper_figure=6),
-    "energy_order": FigureInfo("order of the learned energy", "Fig. 7: order of the learned energy", None,
+    "energy_order": FigureInfo("order of the learned energy", "Fig. 7 – order of the learned energy", None,
                                ("energy_order", "operator_symbols"), paper_figure=7),
     "stepper_comparison": FigureInfo("explicit Euler against the stabilized stepper",
-                                     "Ours: stabilized stepper at large time steps", None, ("step_size_sweep",)),
+                                     "Ours – stabilized stepper at large time steps", None, ("step_size_sweep",)),
     "operator_symbols": FigureInfo("learned operator symbols and dissipation",
-                                   "Ours: learned operators against the truth", None,
+                                   "Ours – learned operators against the truth", None,
                                    ("operator_symbols", "dissipation")),
 }
 """Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""

@@ -1,9 +1,9 @@
-# Diagnostics, figures and the report. One diagnostics file per (data set, name) of the run named by figures.run
-# (mesodyn.diagnostics, results/diagnostics/), one rule per figure (mesodyn.plotting; PDF, PNG and a JSON of the
-# numbers it shows under results/figures/), and the HTML page of the 5-step table. Every figure rule names the one
-# style file as an input, so a change of style remakes the figures. `snakemake --report results/report.html` puts
-# every figure and the table into one page, grouped by experiment (docs/figures.md).
-
+# Diagnostics, figures and the report (README, "Figures and report"). One job per data set writes the diagnostics
+# files of the run named by figures.run (mesodyn.diagnostics, results/diagnostics/); one job per figure draws it for
+# every data set it applies to (mesodyn.plotting; PDF, PNG and a JSON of the numbers it shows, results/figures/);
+# one writes the 5-step table as an HTML page. Every figure rule names the one style file as an input, so a change
+# of style remakes the figures. `snakemake --report results/report.html` gathers every figure and the table, grouped
+# by experiment, each with its caption (workflow/report/) and what we find (read from the figure's numbers).
 
 from mesodyn.config import ConfigError
 from mesodyn.plotting import (
@@ -120,7 +120,7 @@ rule table_page:
         report(
             TABLE_PAGE,
             caption="../report/table.rst",
-            category="Fig. 2: the 5-step table",
+            category="Fig. 2 – the 5-step table",
             labels={"figure": "relative RMSE at steps 1-5, ours beside the paper's"},
         ),
     log:
