@@ -16,7 +16,7 @@ from torch import nn
 from mesodyn.diagnostics import (
     DIVERGENCE_FACTOR, diagnostic_file, dissipation_along_rollout, energy_along_truth, energy_change_vs_dt,
     energy_order, energy_parts, energy_vs_truth, operator_symbols, power_law_fit, step_size_sweep, true_energy,
-    write_diagnostic,
+    spectral_extent, write_diagnostic,
 )
 from mesodyn.fields import write_netcdf
 from mesodyn.models import build_model, cast_module
@@ -485,3 +485,29 @@ def test_diagnostic_file_exact_and_interpolated_local_derivative_agree(tmp_path)
     with pytest.raises(ValueError, match="local_derivative"):
         diagnostic_file("operator_symbols", run_dir=run, data_path=None, out_path=tmp_path / "s.nc",
                         local_derivative="fast")
+
+
+def test_spectral_extent_and_a_symbol_fit_over_the_modes_the_data_excite(tmp_path):
+    # two modes, |k| = 2 with amplitude 1 and |k| = 5 with amplitude 0.1: energies 1 : 0.01
+    x = np.arange(32) * TWO_PI / 32
+    u = (np.sin(2 * x) + 0.1 * np.cos(5 * x))[None, None, :] * np.ones((3, 4, 1))
+    data = xr.Dataset({"u": (("sample", "time", "x"), u)}, coords={"time": np.arange(4) * 0.01, "x": x},
+                      attrs={"dataset": "toy"})
+    assert spectral_extent(data, samples=[0, 1], fraction=0.98) == 2.0
+    assert spectral_extent(data, samples=[0, 1], fraction=0.999) == 5.0
+    two_d = fields_2d(n=8)                                    # plane waves up to |k| = sqrt(5)
+    assert spectral_extent(two_d, samples=[0], fraction=1.0) == pytest.approx(math.sqrt(5))
+    # diagnostic_file: k_max_fit "99%" fits b m over |k| <= 2 only
+    data_path = write_netcdf(travelling_waves(n_samples=10, max_k=2), tmp_path / "toy.nc")
+    run = tmp_path / "run"
+    run.mkdir()
+    model = quadratic_speconsnet()
+    torch.save(model.state_dict(), run / "weights.pt")
+    (run / "model.json").write_text(json.dumps(model.config))
+    (run / "split.json").write_text(json.dumps({**split_trajectories(10), "n_samples": 10}))
+    ds = xr.load_dataset(diagnostic_file("operator_symbols", run_dir=run, data_path=data_path,
+                                         out_path=tmp_path / "s.nc", system="allen_cahn", k_max_fit="99%"))
+    assert ds.attrs["k_max_fit"] == pytest.approx(2.0) and "99%" in ds.attrs["k_max_fit_rule"]
+    with pytest.raises(ValueError, match="share of the spectral energy"):
+        diagnostic_file("operator_symbols", run_dir=run, data_path=data_path, out_path=tmp_path / "t.nc",
+                        k_max_fit="most")

@@ -288,7 +288,7 @@ def test_plan_follows_the_config():
     assert all(d in FIGURES[f].datasets for f, d in plan if FIGURES[f].datasets is not None)
     diags = diagnostic_plan(config)
     assert diags[("fene", "energy_change_vs_dt")]["options"] == {"cap": 0.2, "local_derivative": "exact"}
-    assert diags[("kdv", "operator_symbols")]["options"] == {"k_max_fit": 16.0}
+    assert diags[("kdv", "operator_symbols")]["options"] == {"k_max_fit": "99.9%"}
     assert diags[("fene", "energy_order")]["options"] == {"s_max_fit": 0.2}
     assert diags[("kdv", "energy_along_truth")]["n_samples"] == 10
     sweep = diags[("allen_cahn", "step_size_sweep")]

@@ -65,6 +65,7 @@ __all__ = [
     "DIVERGENCE_FACTOR", "DIAGNOSTICS", "SYSTEMS", "true_energy", "total_energy", "energy_parts", "local_density",
     "power_law_fit", "energy_vs_truth", "step_size_sweep", "energy_along_truth", "energy_change_vs_dt",
     "energy_order", "operator_symbols", "dissipation_along_rollout", "write_diagnostic", "diagnostic_file",
+    "spectral_extent",
 ]
 
 DIVERGENCE_FACTOR = 50.0
@@ -856,6 +857,31 @@ def energy_order(model: Any, data: xr.Dataset, *, samples: Sequence[int], s: Seq
 
 
 # -- ours: gauge-invariant operator symbols -------------------------------------------------------------------------
+def spectral_extent(data: xr.Dataset, *, samples: Sequence[int], fraction: float = 0.999) -> float:
+    """The smallest wavenumber magnitude ``K`` such that the modes with ``|k| <= K`` hold ``fraction`` of the
+    spectral energy ``sum |u_hat(k)|^2`` of every frame of the given trajectories (2-D: ``|k|`` of the vector).
+
+    The learned symbols are constrained only where the data have energy; this is where to compare them with the
+    truth (:func:`operator_symbols`' ``k_max_fit``).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}.")
+    idx = _samples(data, samples)
+    grid = grid_from_data(data)
+    shape, length = [int(n) for n in grid["shape"]], [float(L) for L in grid["length"]]
+    axes = [np.fft.fftfreq(n, d=1.0 / n) * 2 * np.pi / L for n, L in zip(shape, length)]
+    kmag = np.sqrt(sum(k**2 for k in np.meshgrid(*axes, indexing="ij")))
+    power = np.zeros(kmag.shape)
+    for i in idx:  # one trajectory at a time (a 2-D test set at once would be a gigabyte)
+        frames = _frames(data, np.asarray([i]))[0]
+        power += (np.abs(np.fft.fftn(frames, axes=tuple(range(1, frames.ndim)))) ** 2).sum(axis=0)
+    order = np.argsort(kmag, axis=None)
+    k_sorted, cum = kmag.ravel()[order], np.cumsum(power.ravel()[order])
+    if cum[-1] <= 0:
+        return 0.0
+    return float(k_sorted[np.searchsorted(cum, fraction * cum[-1])])
+
+
 def _symbols(model: Any) -> dict[str, Any]:
     """:func:`mesodyn.onsager.gauge.gauge_invariant_symbols`, or for a fixed ``V`` without ``a``/``b`` (the
     true-``V`` ablation: ``a = 0``, ``b = 1``) the raw symbols."""
@@ -1030,6 +1056,18 @@ def dissipation_along_rollout(model: Any, data: xr.Dataset, *, samples: Sequence
 
 
 # -- files ------------------------------------------------------------------------------------------------------------
+def _spectral_fraction(rule: str) -> float:
+    """``"99.9%"`` -> 0.999 (``k_max_fit`` given as a share of the data's spectral energy)."""
+    try:
+        value = float(rule.strip().rstrip("%")) / 100.0
+    except ValueError:
+        value = math.nan
+    if not rule.strip().endswith("%") or not 0 < value <= 1:
+        raise ValueError(f"k_max_fit must be a number or a share of the spectral energy such as '99.9%', got "
+                         f"{rule!r}.")
+    return value
+
+
 DIAGNOSTICS: dict[str, Callable[..., xr.Dataset]] = {
     "energy_vs_truth": energy_vs_truth,
     "step_size_sweep": step_size_sweep,
@@ -1071,6 +1109,9 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
         Output netCDF (conventionally ``results/diagnostics/{dataset}/{run}/{kind}.nc``).
     n_samples
         How many test trajectories.
+    operator_symbols' ``k_max_fit`` may be a share of the spectral energy such as ``"99.9%"``: the fit then covers
+    the modes holding that share of the test trajectories' energy (:func:`spectral_extent`; the first
+    ``n_samples`` of them, default all).
     local_derivative : {"exact", "interpolant"}, optional
         How a SpecOnsNet evaluates ``F'`` here (default: as it was trained). Both are the same function (the
         interpolant to 1e-12 relative in float64, :mod:`mesodyn.onsager.interpolant`); the interpolant pays for
@@ -1102,10 +1143,23 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
     extra = {"run_dir": str(run_dir), "data_path": "none" if data_path is None else str(data_path),
              "local_derivative": str(getattr(local, "derivative_mode", "none"))}
     if kind == "operator_symbols":
-        if "system" not in options and data_path is not None:
+        fit_rule = None
+        if data_path is not None:
             with xr.open_dataset(data_path, engine="netcdf4") as data:
-                options["system"] = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
+                if "system" not in options:
+                    options["system"] = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
+                if isinstance(options.get("k_max_fit"), str):
+                    fit_rule = options["k_max_fit"]
+                    fraction = _spectral_fraction(fit_rule)
+                    split = json.loads((run_dir / "split.json").read_text())
+                    test = sorted(int(i) for i in split["test"])
+                    options["k_max_fit"] = spectral_extent(
+                        data, samples=test if n_samples is None else test[: int(n_samples)], fraction=fraction)
+        elif isinstance(options.get("k_max_fit"), str):
+            raise ValueError("k_max_fit from the data's spectrum needs data_path.")
         ds = fn(model, **options)
+        if fit_rule is not None:
+            extra["k_max_fit_rule"] = f"the modes holding {fit_rule} of the test data's spectral energy"
     else:
         if data_path is None:
             raise ValueError(f"diagnostic {kind!r} needs data_path.")
