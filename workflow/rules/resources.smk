@@ -24,7 +24,8 @@ def data_mem_mb(wildcards, attempt):
     """Peak memory of one data job: about 0.5 GB of Python, Numba and FFT plans plus the fields array once for the
     PDEs, and three times for the chains, which also hold the site trajectories and coarse-grain them (measured on
     the default config: 0.65 GB for kdv and allen_cahn, 1.1 GB for fput, 1.6 GB for fene; 0.66 GB for 16
-    trajectories of allen_cahn_2d, about 13 GB for the paper's 1000), with a margin; doubled on a retry."""
+    trajectories of allen_cahn_2d, about 13 GB for the paper's 1000), with a margin; doubled on a retry.
+    """
     factor = 3 if wildcards.dataset in CHAINS else 1.5
     return int(1024 + factor * fields_mb(wildcards.dataset)) * attempt
 
