@@ -207,8 +207,6 @@ def _results(work: Path) -> dict[str, bytes]:
     return {str(p.relative_to(work)): p.read_bytes() for p in sorted((work / "results").rglob("*")) if p.is_file()}
 
 
-@pytest.mark.slurm
-@pytest.mark.workflow
 def _newest_mtime(root: Path, items) -> float:
     return max(p.stat().st_mtime for item in items for p in [root / item, *(root / item).rglob("*")]
                if p.exists() and "__pycache__" not in p.parts)

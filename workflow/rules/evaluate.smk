@@ -2,6 +2,9 @@
 # test split and on the paper's 10 trajectories (mesodyn.evaluation, docs/evaluation.md); then the paper's table.
 
 
+include: "resources.smk"
+
+
 rule evaluate:
     input:
         data="results/data/{dataset}.nc",

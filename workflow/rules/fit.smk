@@ -8,6 +8,9 @@ from mesodyn.config import run_model_config
 from mesodyn.training import train_settings
 
 
+include: "resources.smk"
+
+
 rule fit:
     input:
         data="results/data/{dataset}.nc",

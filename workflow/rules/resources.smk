@@ -7,9 +7,12 @@ import math
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
     grid points, plus the chain-site field of the chains. The files on disk are zlib-compressed to about 0.8 x.
+    0 for a data set the config does not generate (a fields file of the user's own).
     """
-    params = config["data"][dataset]
-    if dataset in CHAINS:
+    params = config.get("data", {}).get(dataset)
+    if params is None:
+        return 0.0
+    if "n_sites" in params:  # a chain
         frames = (
             round(params["t_final"] / (params["dt_slow"] * params["save_every"])) + 1
         )
@@ -26,7 +29,9 @@ def data_mem_mb(wildcards, attempt):
     the default config: 0.65 GB for kdv and allen_cahn, 1.1 GB for fput, 1.6 GB for fene; 0.66 GB for 16
     trajectories of allen_cahn_2d, about 13 GB for the paper's 1000), with a margin; doubled on a retry.
     """
-    factor = 3 if wildcards.dataset in CHAINS else 1.5
+    factor = (
+        3 if "n_sites" in config.get("data", {}).get(wildcards.dataset, {}) else 1.5
+    )
     return int(1024 + factor * fields_mb(wildcards.dataset)) * attempt
 
 
