@@ -20,7 +20,7 @@ from mesodyn.evaluation import (
 )
 from mesodyn.fields import write_netcdf
 from mesodyn.models import build_model
-from mesodyn.tables import format_sig, paper_table, rel_rmse_table
+from mesodyn.tables import format_sig, paper_table, rel_rmse_table, set_difficulty
 from mesodyn.training import split_trajectories
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -361,6 +361,12 @@ def test_rel_rmse_table_beside_the_paper_and_byte_identical(tmp_path):
     md = (tmp_path / "a" / "rel_rmse_first5.md").read_text()
     assert "5.47e-3" in md and "never trained on" in md and "heldout (n=2, trained 0)" in md
     assert f"({1.5 * 5e-3 / published:.3g}×)" in md
+    # held-out trajectories at 1x and 2x the paper set's errors (allen_cahn); kdv: seeds at 1x and 2x -> 1.5x
+    difficulty = set_difficulty(table).set_index(["dataset", "model"])["ratio"]
+    assert difficulty[("allen_cahn", "speconsnet")] == pytest.approx(1.5)
+    assert difficulty[("kdv", "classical")] == pytest.approx(1.5)
+    assert set_difficulty(table, step=1)["step"].tolist() == [1, 1]
+    assert "Evaluation-set difficulty at step 5" in md and "| allen_cahn | 1.50 |" in md
     tex = (tmp_path / "a" / "rel_rmse_first5.tex").read_text()
     assert "allen\\_cahn" in tex and "\\caption" in tex and "5.47e-3 $\\pm$" in tex
 

@@ -15,6 +15,7 @@ Outputs of :func:`rel_rmse_table` (``out_dir/rel_rmse_first{steps}.{csv,md,tex}`
   ``mean ± std`` and the ratio to the published mean in parentheses, a ``published`` row with the authors'
   numbers, ``†`` where the set had diverged by that step (errors clamped to 1), and a caption naming the
   evaluation sets (``heldout`` is never trained on). They carry the mesodyn version and commit as a comment.
+  The ``.md`` ends with the evaluation-set difficulty (:func:`set_difficulty`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from mesodyn.evaluation import SETS, combine_seeds
 from mesodyn.provenance import provenance_attrs
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
-           "rel_rmse_table", "write_table", "format_sig"]
+           "rel_rmse_table", "set_difficulty", "write_table", "format_sig"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
 
@@ -211,6 +212,48 @@ def rel_rmse_table(metric_files: Iterable[str | os.PathLike], *, steps: int = 5,
     return table
 
 
+def set_difficulty(table: pd.DataFrame, *, step: int | None = None) -> pd.DataFrame:
+    """How much harder our held-out set is than the paper's 10 trajectories, model by model.
+
+    For every (dataset, model) of ``table`` (from :func:`rel_rmse_table`) evaluated on both sets: the mean error on
+    ``heldout`` divided by the mean error on ``paper`` at ``step`` (default: the last step of the table), same
+    model and seeds. The classical row trains on nothing, so its ratio is the effect of the trajectories alone:
+    a ratio to the published number measured on ``heldout`` is inflated by about that factor when it is above 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset``, ``model``, ``step``, ``heldout``, ``paper``, ``ratio``; in the table's order.
+    """
+    step = int(table["step"].max()) if step is None else int(step)
+    at = table[table["step"] == step]
+    wide = at.pivot_table(index=["dataset", "model"], columns="set", values="mean", sort=False)
+    if not {"heldout", "paper"} <= set(wide.columns):
+        return pd.DataFrame(columns=["dataset", "model", "step", "heldout", "paper", "ratio"])
+    wide = wide.dropna(subset=["heldout", "paper"]).reset_index()
+    out = pd.DataFrame({"dataset": wide["dataset"], "model": wide["model"], "step": step,
+                        "heldout": wide["heldout"], "paper": wide["paper"],
+                        "ratio": wide["heldout"] / wide["paper"]})
+    return out.reset_index(drop=True)
+
+
+def _difficulty_markdown(table: pd.DataFrame) -> str:
+    diff = set_difficulty(table)
+    if diff.empty:
+        return ""
+    models = list(dict.fromkeys(diff["model"]))
+    lines = [f"| data | {' | '.join(models)} |", "|---" * (len(models) + 1) + "|"]
+    for dataset, rows in diff.groupby("dataset", sort=False):
+        by_model = dict(zip(rows["model"], rows["ratio"]))
+        cells = [f"{by_model[m]:.2f}" if m in by_model else "–" for m in models]
+        lines.append(f"| {dataset} | {' | '.join(cells)} |")
+    step = int(diff["step"].iloc[0])
+    return (f"\n**Evaluation-set difficulty at step {step}.** Our mean error on the held-out set divided by our mean "
+            "error on the paper's 10 trajectories, same model and seeds. The classical row is not trained, so its "
+            "ratio is the effect of the trajectories alone; where it is above 1, a ratio to the published number "
+            "measured on the held-out set is inflated by about that factor.\n\n" + "\n".join(lines) + "\n")
+
+
 # -- formatting -----------------------------------------------------------------------------------------------
 def format_sig(x: float, digits: int = 3) -> str:
     """``x`` in scientific notation with ``digits`` significant digits and a bare exponent: ``5.47e-3``;
@@ -323,7 +366,7 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, *, steps: int |
 
     md = _display_frame(table, latex=False)
     md_text = (f"<!-- {stamp} -->\n\n**Table: relative RMSE, first {steps} steps.** {caption}\n\n"
-               + md.to_markdown(index=False, disable_numparse=True) + "\n")
+               + md.to_markdown(index=False, disable_numparse=True) + "\n" + _difficulty_markdown(table))
     atomic_write(paths["md"], md_text.encode())
 
     tex = _display_frame(table, latex=True)
