@@ -25,6 +25,8 @@ from mesodyn.diagnostics import (
 )
 from mesodyn.evaluation import metric_dataset
 from mesodyn.models import build_model, cast_module
+import mesodyn.figure_plan as plan_module
+import mesodyn.plotting as plotting_module
 from mesodyn.plotting import (
     FIGURES, MODEL_LABELS, STYLE, diagnostic_plan, figure_inputs, figure_plan, figure_targets, make_figure,
     paper_values, plot_energy_change_vs_dt, plot_energy_order, plot_energy_vs_truth, plot_operator_symbols,
@@ -329,3 +331,13 @@ def test_table_page_keeps_every_row_and_escapes_html():
     assert page.count("<tr>") == 3 and page.count("<th>") == 3
     assert "<strong>Table: relative RMSE.</strong>" in page and "&lt;b&gt;tags&lt;/b&gt; &amp;" in page
     assert "<td>2.59e-3 ± 1.9e-3 (0.92×)</td>" in page and "<!-- mesodyn 0.1.0, commit abc -->" in page
+
+
+def test_the_plan_the_workflow_parses_imports_no_plotting_stack():
+    """Every Snakemake start-up (two per cluster job) parses figures.smk: its plan must not import matplotlib,
+    xarray or torch (1.5-2 s of CPU per start-up here)."""
+    code = ("import sys, mesodyn.figure_plan, mesodyn.config, mesodyn.training.settings\n"
+            "heavy = [m for m in ('matplotlib', 'xarray', 'torch') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert plotting_module.figure_plan is plan_module.figure_plan and plotting_module.FIGURES is plan_module.FIGURES

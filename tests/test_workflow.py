@@ -1,5 +1,6 @@
 """End-to-end: the Snakemake workflow on config/ci.yaml in a temporary copy of the repository (the ``ci_workflow``
-fixture of conftest.py: run, rerun with --forceall, report), every figure included."""
+fixture of conftest.py: run, report, and a second run from scratch: the SLURM test's where it ran, else a local
+--forceall rerun), every figure included."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_ci_workflow_runs_end_to_end_and_is_byte_stable(ci_workflow):
         assert (workdir / target).stat().st_size > 0, target
     for entry in diagnostic_plan(config).values():
         assert (workdir / entry["path"]).stat().st_size > 0, entry["path"]
-    first, second = ci_workflow["first"], ci_workflow["second"]
+    first, second = ci_workflow["first"], ci_workflow["rerun"]()
     assert first.keys() == second.keys()
     changed = [str(k) for k in first if first[k] != second[k]]
     assert not changed, f"outputs not byte-identical on rerun: {changed}"

@@ -48,6 +48,6 @@ def metric_targets():
 
 def figure_targets():
     """Every figure of the config (PDF, PNG and its numbers) and the table's page (workflow/rules/figures.smk)."""
-    from mesodyn.plotting import figure_targets as targets
+    from mesodyn.figure_plan import figure_targets as targets
 
     return targets(config)

@@ -6,7 +6,7 @@
 # by experiment, each with its caption (workflow/report/) and what we find (read from the figure's numbers).
 
 from mesodyn.config import ConfigError
-from mesodyn.plotting import (
+from mesodyn.figure_plan import (
     DATASET_LABELS,
     FIGURES,
     STYLE,

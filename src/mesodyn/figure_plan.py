@@ -1,0 +1,249 @@
+"""Which figures a config makes, from which files, and where they go: the plan the workflow reads when it is parsed.
+
+Kept apart from :mod:`mesodyn.plotting` (which draws them) so that parsing the workflow imports neither matplotlib
+nor xarray: every Snakemake start-up parses it, and a cluster job starts Snakemake twice. :mod:`mesodyn.plotting`
+re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
+           "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
+           "report_labels"]
+
+STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
+"""The one matplotlib style file of every figure."""
+
+MODEL_LABELS: dict[str, str] = {
+    "speconsnet": "SpecOnsNet",
+    "classical": "classical solver",
+    "fno": "FNO",
+    "onsagernet": "OnsagerNet",
+    "res_onsagernet": "Res-OnsagerNet",
+    "speconsnet_true_v": "SpecOnsNet with true V",
+}
+"""Legend names of the registered models, as the paper names them."""
+
+DATASET_LABELS: dict[str, str] = {
+    "allen_cahn": "Allen–Cahn 1-D",
+    "allen_cahn_2d": "Allen–Cahn 2-D",
+    "kdv": "KdV",
+    "fput": "FPUT chain",
+    "fene": "FENE chain",
+}
+
+
+# -- the figures of the workflow: which, from which files --------------------------------------------------------------
+@dataclass(frozen=True)
+class FigureInfo:
+    """A figure of the workflow: its ``title``, report ``category``, the ``datasets`` it is drawn for (``None``: every
+    one), the diagnostics files it reads (keys of :data:`DIAGNOSTIC_FILES`), whether it reads the evaluation files
+    (``metrics``), and its number in the paper (``None``: ours)."""
+
+    title: str
+    category: str
+    datasets: tuple[str, ...] | None
+    diagnostics: tuple[str, ...]
+    metrics: bool = False
+    paper_figure: int | None = None
+
+
+FIGURES: dict[str, FigureInfo] = {
+    "rel_rmse": FigureInfo("relative RMSE against lead time", "Fig. 1 – error against lead time", None, (),
+                           metrics=True, paper_figure=1),
+    "energy_vs_truth": FigureInfo("learned against true energy", "Fig. 3 – learned against true energy",
+                                  ("allen_cahn", "allen_cahn_2d"), ("energy_vs_truth",), paper_figure=3),
+    "step_size_sweep": FigureInfo("step-size sweep", "Fig. 4 – step-size sweep", ("allen_cahn", "allen_cahn_2d"),
+                                  ("step_size_sweep",), paper_figure=4),
+    "energy_along_truth": FigureInfo("learned energy along the true trajectories",
+                                     "Fig. 5 – learned energy along the truth", ("kdv", "fput", "fene"),
+                                     ("energy_along_truth",), paper_figure=5),
+    "energy_change_vs_dt": FigureInfo("one-step energy change against the time step",
+                                      "Fig. 6 – energy change against the time step", ("fput", "fene"),
+                                      ("energy_change_vs_dt",), paper_figure=6),
+    "energy_order": FigureInfo("order of the learned energy", "Fig. 7 – order of the learned energy", None,
+                               ("energy_order", "operator_symbols"), paper_figure=7),
+    "stepper_comparison": FigureInfo("explicit Euler against the stabilized stepper",
+                                     "Ours – stabilized stepper at large time steps", None, ("step_size_sweep",)),
+    "operator_symbols": FigureInfo("learned operator symbols and dissipation",
+                                   "Ours – learned operators against the truth", None,
+                                   ("operator_symbols", "dissipation")),
+}
+"""Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""
+
+DIAGNOSTIC_FILES: dict[str, str] = {
+    "energy_vs_truth": "energy_vs_truth",
+    "step_size_sweep": "step_size_sweep",
+    "energy_along_truth": "energy_along_truth",
+    "energy_change_vs_dt": "energy_change_vs_dt",
+    "energy_order": "energy_order",
+    "operator_symbols": "operator_symbols",
+    "dissipation": "dissipation_along_rollout",
+}
+"""Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
+:data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
+
+# Models whose energy and Fourier operators the diagnostics read.
+_DIAGNOSED_MODELS = ("speconsnet", "speconsnet_true_v")
+# V is evaluated at about this many steps per sweep rollout (mesodyn.diagnostics.step_size_sweep): enough for a
+# smooth curve, and every step wherever a rollout is this short or shorter (where explicit Euler diverges).
+_ENERGY_POINTS = 200
+# Trajectories of figure 5 (the paper's 10); the other rollout diagnostics take figures.samples (the paper's 5).
+_TRUTH_SAMPLES = 10
+# The learned operator symbols are fitted to the truth over the modes holding this share of the data's energy.
+_FIT_ENERGY = "99.9%"
+
+
+def figures_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The diagnosed run (``figures.run``), its first seed, the data sets it is fitted on, and the figures settings.
+
+    Raises
+    ------
+    mesodyn.config.ConfigError
+        One sentence, if ``figures.run`` is not a run of ``fit.models`` or not a model the diagnostics can read.
+    """
+    from mesodyn.config import ConfigError, fit_runs
+
+    figs = dict(config.get("figures", {}) or {})
+    run = str(figs.get("run", "speconsnet"))
+    models = config.get("fit", {}).get("models", {})
+    if run not in models:
+        raise ConfigError(f"config 'figures.run' names '{run}', which is not a run of fit.models "
+                          f"({', '.join(sorted(models)) or 'none'}).")
+    name = models[run].get("name")
+    if name not in _DIAGNOSED_MODELS:
+        raise ConfigError(f"config 'figures.run' = '{run}' is a {name} model; the energy and operator figures need "
+                          f"one of {', '.join(_DIAGNOSED_MODELS)}.")
+    fitted = [(d, s) for d, r, s in fit_runs(config) if r == run]
+    seed = fitted[0][1] if fitted else None
+    datasets = [d for d in config.get("datasets", []) if any(d == f for f, _ in fitted)]
+    return {"run": run, "model": name, "seed": seed, "datasets": datasets,
+            "samples": int(figs.get("samples", 5)),
+            "sweep_factors": {d: [float(f) for f in figs.get("sweep_factors", {}).get(d, (1, 3, 10))]
+                              for d in config.get("datasets", [])}}
+
+
+def _diagnostic_path(dataset: str, settings: Mapping[str, Any], name: str) -> str:
+    return f"results/diagnostics/{dataset}/{settings['run']}/seed{settings['seed']}/{name}.nc"
+
+
+def figure_plan(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every ``(figure, dataset)`` the config makes: figure 1 for every data set with a fitted model, the energy and
+    operator figures for the data sets the diagnosed run (``figures.run``) is fitted on, each where it applies."""
+    from mesodyn.config import fit_runs
+
+    settings = figures_settings(config)
+    with_models = {d for d, _, _ in fit_runs(config)}
+    plan = []
+    for figure, info in FIGURES.items():
+        for dataset in config.get("datasets", []):
+            if info.datasets is not None and dataset not in info.datasets:
+                continue
+            if info.metrics:
+                if dataset in with_models:
+                    plan.append((figure, dataset))
+                continue
+            if dataset not in settings["datasets"]:
+                continue
+            if figure == "stepper_comparison" and not any(f > 1 for f in settings["sweep_factors"][dataset]):
+                continue  # nothing beyond the training step to compare
+            plan.append((figure, dataset))
+    return plan
+
+
+def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every diagnostics file the planned figures read: ``(dataset, name) -> {"path", "run_dir", "kind",
+    "n_samples", "options"}`` (the arguments of :func:`mesodyn.diagnostics.diagnostic_file`).
+
+    The options reproduce the paper's figures: every test snapshot for figure 3, 10 trajectories for figure 5,
+    ``figures.samples`` (5) for the rollouts; FENE's fits only below ``|dV| = 0.2`` and ``s <= 0.2``; rollouts in
+    float32 (the paper's precision) with ``V`` at about 200 steps per rollout, the energy changes and orders in
+    float64 (changes far below float32 round-off of ``V``), the float64 rollouts of 1-D fields with the exact ``F'``
+    (the same function as the interpolant, cheaper on a few fields).
+    """
+    settings = figures_settings(config)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for figure, dataset in figure_plan(config):
+        for name in FIGURES[figure].diagnostics:
+            if (dataset, name) in out:
+                continue
+            n_samples: int | None = settings["samples"]
+            options: dict[str, Any] = {}
+            if name == "energy_vs_truth":
+                n_samples = None
+                options = {"dtype": "float32", "batch_size": 32 if dataset.endswith("_2d") else 256}
+            elif name == "step_size_sweep":
+                options = {"factors": settings["sweep_factors"][dataset], "horizon": None,
+                           "steppers": ["euler", "stabilized"], "energy_points": _ENERGY_POINTS,
+                           "dtype": "float32"}
+            elif name == "energy_along_truth":
+                n_samples = _TRUTH_SAMPLES
+                options = {"batch_size": 32 if dataset.endswith("_2d") else 256}
+            elif name == "energy_change_vs_dt":
+                options = {"cap": 0.2} if dataset == "fene" else {}
+            elif name == "energy_order":
+                options = {"s_max_fit": 0.2} if dataset == "fene" else {}
+                if dataset.endswith("_2d"):
+                    options["batch_size"] = 32
+            elif name == "operator_symbols":
+                # compared with the truth where the data have energy (the modes holding 99.9 % of the test
+                # trajectories' spectral energy); the others keep about what initialization gave them
+                options = {"k_max_fit": _FIT_ENERGY}
+            elif name == "dissipation":
+                options = {"along": "rollout"}
+            if name in ("energy_change_vs_dt", "dissipation") and not dataset.endswith("_2d"):
+                options["local_derivative"] = "exact"   # float64 rollouts of a few 1-D fields: 2.5x cheaper
+            out[(dataset, name)] = {"path": _diagnostic_path(dataset, settings, name),
+                                    "run_dir": f"results/models/{dataset}/{settings['run']}/seed{settings['seed']}",
+                                    "kind": DIAGNOSTIC_FILES[name], "n_samples": n_samples, "options": options}
+    return out
+
+
+def figure_inputs(figure: str, dataset: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The files one figure reads, by name: ``metrics`` (a list: every run and seed fitted on ``dataset``) and/or
+    the diagnostics files (keys of :data:`DIAGNOSTIC_FILES`)."""
+    from mesodyn.config import fit_runs
+
+    info = FIGURES[figure]
+    out: dict[str, Any] = {}
+    if info.metrics:
+        out["metrics"] = [f"results/metrics/{d}/{r}/seed{s}.nc" for d, r, s in fit_runs(config) if d == dataset]
+    if info.diagnostics:
+        settings = figures_settings(config)
+        for name in info.diagnostics:
+            out[name] = _diagnostic_path(dataset, settings, name)
+    return out
+
+
+def figure_paths(figure: str, dataset: str) -> dict[str, str]:
+    """``pdf``, ``png`` and ``json`` (the numbers) of one figure."""
+    stem = f"results/figures/{figure}_{dataset}"
+    return {"pdf": f"{stem}.pdf", "png": f"{stem}.png", "json": f"{stem}.json"}
+
+
+TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
+"""The 5-step table as an HTML page of the report (:func:`table_html`)."""
+
+
+def figure_targets(config: Mapping[str, Any]) -> list[str]:
+    """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), and the table page."""
+    return [path for figure, dataset in figure_plan(config) for path in figure_paths(figure, dataset).values()] + [
+        TABLE_PAGE]
+
+
+def report_labels(figure: str, dataset: str) -> Callable[..., dict[str, str]]:
+    """The report's labels of one figure (a function Snakemake calls when it writes the report, when the figure's
+    numbers exist): the figure's title and what we find."""
+
+    def labels(wildcards: Any = None) -> dict[str, str]:
+        record = json.loads(Path(figure_paths(figure, dataset)["json"]).read_text(encoding="utf-8"))
+        return {"figure": FIGURES[figure].title, "we find": record["finding"]}
+
+    return labels
