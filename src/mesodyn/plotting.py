@@ -810,8 +810,15 @@ def plot_operator_symbols(symbols: xr.Dataset, *, dataset: str, dissipation: xr.
             ax.plot(t, d[j], color="#009E73", lw=1.0, label=r"$\langle\mu, M\mu\rangle$" if j == 0 else None)
             ax.plot(t, -rate[j], ":", color="#D55E00", lw=1.2,
                     label=r"$-(V^{s+1} - V^{s})/\Delta t$" if j == 0 else None)
-        ax.set_yscale("symlog", linthresh=max(1e-6, float(np.nanmax(np.abs(d))) * 1e-3)
-                      if np.isfinite(np.nanmax(np.abs(d))) else 1e-6)
+        linthresh = max(1e-6, float(np.nanmax(np.abs(d))) * 1e-3) if np.isfinite(np.nanmax(np.abs(d))) else 1e-6
+        ax.set_yscale("symlog", linthresh=linthresh)
+        # decades only outside the linear band around 0 (inside it they fall on top of each other), and 0
+        lo, hi = ax.get_ylim()
+        top = max(abs(lo), abs(hi), linthresh)
+        decades = [10.0 ** e for e in range(math.ceil(math.log10(linthresh)), math.floor(math.log10(top)) + 1)]
+        ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+            [0.0] + [v for v in decades if v <= hi] + [-v for v in decades if -v >= lo]))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel(_time_label(dataset))
         ax.set_ylabel("dissipation rate (model units / time)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=7)
