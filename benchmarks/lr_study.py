@@ -23,23 +23,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ("dataset", "steps", "lr", "batch_size", "fit_seconds", "step1_heldout", "step5_heldout", "paper_step5",
+COLUMNS = ("dataset", "steps", "lr", "batch_size", "seed", "fit_seconds", "step1_heldout", "step5_heldout", "paper_step5",
            "ratio_step5")
 
 
-def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, work: Path) -> dict:
+def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, work: Path, seed: int = 42) -> dict:
     import xarray as xr
 
     from mesodyn.tables import paper_table
 
     data = data_dir / f"{dataset}.nc"
-    run = work / f"{dataset}_{steps}_{lr:g}_{batch}"
+    run = work / f"{dataset}_{steps}_{lr:g}_{batch}_{seed}"
     sets = {"max_epochs": steps, "lr": lr, "batch_size": batch, "warmup_epochs": max(1, steps // 20),
             "valid_every": max(1, steps // 8)}
     overrides = [item for key, value in sets.items() for item in ("--set", f"fit.datasets.{dataset}.{key}={value}")]
     exe = [sys.executable, "-m", "mesodyn.cli"]
     start = time.perf_counter()
-    subprocess.run([*exe, "fit", str(data), "--model", "speconsnet", "--out", str(run), "--seed", "42",
+    subprocess.run([*exe, "fit", str(data), "--model", "speconsnet", "--out", str(run), "--seed", str(seed),
                     "--threads", "1", *overrides], check=True, capture_output=True)
     seconds = time.perf_counter() - start
     metrics = run.with_suffix(".nc")
@@ -51,19 +51,20 @@ def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, w
     paper = paper_table()
     row = paper[(paper["dataset"] == dataset) & (paper["model"] == "speconsnet") & (paper["step"] == 5)]
     ref = float(row["mean"].iloc[0]) if len(row) else float("nan")
-    return {"dataset": dataset, "steps": steps, "lr": lr, "batch_size": batch, "fit_seconds": round(seconds, 1),
+    return {"dataset": dataset, "steps": steps, "lr": lr, "batch_size": batch, "seed": seed,
+            "fit_seconds": round(seconds, 1),
             "step1_heldout": step1, "step5_heldout": step5, "paper_step5": ref, "ratio_step5": step5 / ref}
 
 
 def write_tables(rows: list[dict], stem: Path) -> None:
     with open(stem.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval=42)  # rows from before the seed column: seed 42
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| data | steps | peak lr | batch | fit s (1 thread) | step-1 error | step-5 error | paper step 5 | ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["steps"], r["lr"])):
-        lines.append(f"| {r['dataset']} | {r['steps']} | {float(r['lr']):g} | {r['batch_size']} | "
+    lines = ["| data | steps | peak lr | batch | seed | fit s (1 thread) | step-1 error | step-5 error | paper step 5 | "
+             "ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], int(r["steps"]), float(r["lr"]), int(r.get("seed") or 42))):
+        lines.append(f"| {r['dataset']} | {r['steps']} | {float(r['lr']):g} | {r['batch_size']} | {r.get('seed') or 42} | "
                      f"{float(r['fit_seconds']):.0f} | {float(r['step1_heldout']):.2e} | "
                      f"{float(r['step5_heldout']):.2e} | {float(r['paper_step5']):.2e} | "
                      f"{float(r['ratio_step5']):.2f}× |")
@@ -77,15 +78,17 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[4000])
     parser.add_argument("--lr", nargs="+", type=float, default=[1e-3, 3e-3, 1e-2, 3e-2])
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "lr_study")
     args = parser.parse_args(argv)
     stem = args.out
     stem.parent.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader(open(stem.with_suffix(".csv")))) if stem.with_suffix(".csv").exists() else []
-    points = [(d, s, lr) for d in args.datasets for s in args.steps for lr in args.lr]
+    points = [(d, s, lr, seed) for d in args.datasets for s in args.steps for lr in args.lr for seed in args.seeds]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        for row in pool.map(lambda p: one_point(args.data, p[0], p[1], p[2], args.batch_size, Path(tmp)), points):
+        for row in pool.map(lambda p: one_point(args.data, p[0], p[1], p[2], args.batch_size, Path(tmp), p[3]),
+                            points):
             print(row, flush=True)
             rows.append(row)
             write_tables(rows, stem)
