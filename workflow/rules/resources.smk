@@ -4,6 +4,11 @@
 import math
 
 
+def is_chain(dataset):
+    """Whether the config generates ``dataset`` from a microscopic chain (its data keys name the chain's sites)."""
+    return "n_sites" in config.get("data", {}).get(dataset, {})
+
+
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
     grid points, plus the chain-site field of the chains. The files on disk are zlib-compressed to about 0.8 x.
@@ -12,7 +17,7 @@ def fields_mb(dataset):
     params = config.get("data", {}).get(dataset)
     if params is None:
         return 0.0
-    if "n_sites" in params:  # a chain
+    if is_chain(dataset):
         frames = (
             round(params["t_final"] / (params["dt_slow"] * params["save_every"])) + 1
         )
@@ -29,9 +34,7 @@ def data_mem_mb(wildcards, attempt):
     the default config: 0.65 GB for kdv and allen_cahn, 1.1 GB for fput, 1.6 GB for fene; 0.66 GB for 16
     trajectories of allen_cahn_2d, about 13 GB for the paper's 1000), with a margin; doubled on a retry.
     """
-    factor = (
-        3 if "n_sites" in config.get("data", {}).get(wildcards.dataset, {}) else 1.5
-    )
+    factor = 3 if is_chain(wildcards.dataset) else 1.5
     return int(1024 + factor * fields_mb(wildcards.dataset)) * attempt
 
 
