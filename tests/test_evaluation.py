@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
@@ -20,7 +21,7 @@ from mesodyn.evaluation import (
 )
 from mesodyn.fields import write_netcdf
 from mesodyn.models import build_model
-from mesodyn.tables import format_sig, paper_table, rel_rmse_table, set_difficulty
+from mesodyn.tables import baseline_margin, format_sig, paper_table, rel_rmse_table, set_difficulty
 from mesodyn.training import split_trajectories
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -367,8 +368,25 @@ def test_rel_rmse_table_beside_the_paper_and_byte_identical(tmp_path):
     assert difficulty[("kdv", "classical")] == pytest.approx(1.5)
     assert set_difficulty(table, step=1)["step"].tolist() == [1, 1]
     assert "Evaluation-set difficulty at step 5" in md and "| allen_cahn | 1.50 |" in md
+    assert "against the baselines" not in md  # no baseline among these files
     tex = (tmp_path / "a" / "rel_rmse_first5.tex").read_text()
     assert "allen\\_cahn" in tex and "\\caption" in tex and "5.47e-3 $\\pm$" in tex
+
+
+def test_baseline_margin_compares_on_one_set_each():
+    rows = [("speconsnet", "heldout", 2.0, 1.0), ("speconsnet", "paper", 1.0, 1.0),
+            ("fno", "heldout", 10.0, 3.0), ("fno", "paper", 8.0, 3.0),
+            ("onsagernet", "heldout", 1.0, 4.0), ("onsagernet", "paper", 1.0, 0.5),
+            ("classical", "heldout", 5.0, 5.0)]
+    table = pd.DataFrame([{"dataset": "kdv", "model": m, "set": s, "step": step, "mean": mean * step,
+                           "paper_mean": published * step} for m, s, mean, published in rows for step in (1, 5)])
+    margin = baseline_margin(table).set_index("baseline")
+    assert list(margin.index) == ["fno", "onsagernet"]  # classical is no baseline; absent models are skipped
+    assert margin.loc["fno", "ours"] == pytest.approx(5.0)  # 10 / 2, both held out
+    assert margin.loc["fno", "published"] == pytest.approx(3.0)  # published 3 / ours 1 on the paper set
+    assert margin.loc["onsagernet", "ours"] == pytest.approx(0.5)  # a baseline that wins reads below 1
+    assert margin.loc["onsagernet", "published"] == pytest.approx(0.5)
+    assert set(margin["step"]) == {5} and set(baseline_margin(table, step=1)["step"]) == {1}
 
 
 def test_tables_module_does_not_import_torch():

@@ -153,26 +153,31 @@ class _PiecewisePolynomial(torch.autograd.Function):
         n_bins, n_coef = table.shape
         need_u, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g_u = torch.empty_like(x) if need_u else None
-        g_table = torch.zeros_like(table) if need_table else None
+        # The table's gradient is accumulated transposed, (d + 1, B), from rows of powers (d + 1, chunk): adding
+        # along the last axis is 2.5-3x faster on a CPU than adding rows of d + 1 values (measured 0.66 against
+        # 1.84 ms per 65 536 points, 1 thread), and the power rows are contiguous.
+        g_table_t = table.new_zeros((n_coef, n_bins)) if need_table else None
         slope = table[:, 1:] * torch.arange(1, n_coef, dtype=table.dtype, device=table.device)  # p'(s)
         chunk = _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
         space = _Space(min(chunk, x.numel()), n_coef, u)
         slope_rows = space.matrix(n_coef - 1)
+        powers_t = table.new_empty((n_coef, space.n)) if need_table else None
         for start in range(0, x.numel(), chunk):
             xc = x[start:start + chunk]
             g = g_all[start:start + xc.numel()]
             idx, s = space.locate(xc, lo, inv_h, n_bins)
             if need_table:  # d/d(table[j, m]) = sum over the bin's points of g s^m
-                powers = space.coef[:xc.numel()]
-                powers[:, 0] = g
+                powers = powers_t[:, :xc.numel()]
+                powers[0] = g
                 for m in range(1, n_coef):
-                    torch.mul(powers[:, m - 1], s, out=powers[:, m])
-                g_table.index_add_(0, idx, powers)
+                    torch.mul(powers[m - 1], s, out=powers[m])
+                g_table_t.index_add_(1, idx, powers)
             if need_u:  # dF'/du = p'(s) ds/du, ds/du = 2 / h
                 out = g_u[start:start + xc.numel()]
                 coef = torch.index_select(slope, 0, idx, out=slope_rows[:xc.numel()])
                 _horner(coef, s, out=out)
                 out.mul_(g).mul_(2.0 * inv_h)
+        g_table = g_table_t.t() if need_table else None
         return (g_u.reshape(u.shape) if need_u else None), g_table, None, None
 
 
