@@ -21,7 +21,7 @@ from mesodyn.evaluation import (
 )
 from mesodyn.fields import write_netcdf
 from mesodyn.models import build_model
-from mesodyn.tables import baseline_margin, format_sig, paper_table, rel_rmse_table, set_difficulty
+from mesodyn.tables import _margin_markdown, baseline_margin, format_sig, paper_table, rel_rmse_table, set_difficulty
 from mesodyn.training import split_trajectories
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -387,6 +387,9 @@ def test_baseline_margin_compares_on_one_set_each():
     assert margin.loc["onsagernet", "ours"] == pytest.approx(0.5)  # a baseline that wins reads below 1
     assert margin.loc["onsagernet", "published"] == pytest.approx(0.5)
     assert set(margin["step"]) == {5} and set(baseline_margin(table, step=1)["step"]) == {1}
+    no_reference = baseline_margin(table[table["model"] != "speconsnet"])  # nothing to compare with: NaN, not 0
+    assert no_reference[["ours", "published"]].isna().all().all()
+    assert "| kdv | – / – | – / – |" in _margin_markdown(table[table["model"] != "speconsnet"])
 
 
 def test_tables_module_does_not_import_torch():

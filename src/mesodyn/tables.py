@@ -292,6 +292,10 @@ def baseline_margin(table: pd.DataFrame, *, model: str = "speconsnet", step: int
     return pd.DataFrame(rows, columns=["dataset", "baseline", "step", "ours", "published"])
 
 
+def _format_margin(x: float) -> str:
+    return f"{x:.1f}" if math.isfinite(x) else "–"
+
+
 def _margin_markdown(table: pd.DataFrame) -> str:
     margin = baseline_margin(table)
     if margin.empty:
@@ -300,7 +304,8 @@ def _margin_markdown(table: pd.DataFrame) -> str:
     lines = [f"| data | {' | '.join(baselines)} |", "|---" * (len(baselines) + 1) + "|"]
     for dataset, rows in margin.groupby("dataset", sort=False):
         by = {r.baseline: r for r in rows.itertuples()}
-        cells = [f"{by[b].ours:.1f} / {by[b].published:.1f}" if b in by else "–" for b in baselines]
+        cells = [f"{_format_margin(by[b].ours)} / {_format_margin(by[b].published)}" if b in by else "–"
+                 for b in baselines]
         lines.append(f"| {dataset} | {' | '.join(cells)} |")
     step = int(margin["step"].iloc[0])
     return (f"\n**SpecOnsNet against the baselines at step {step}.** A baseline's mean error over SpecOnsNet's (above 1: "
