@@ -27,20 +27,18 @@ COLUMNS = ("dataset", "steps", "lr", "batch_size", "seed", "fit_seconds", "step1
            "ratio_step5")
 
 
-def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, work: Path, seed: int = 42) -> dict:
+def fit_and_evaluate(data: Path, model: str, run: Path, seed: int, overrides: dict[str, object]) -> dict:
+    """One ``mesodyn fit`` (one thread) with ``--set KEY=VALUE`` for every item of ``overrides``, then one
+    ``mesodyn evaluate``: the fit's wall seconds, its ``summary.json`` and the held-out mean errors at steps 1 and 5."""
+    import json
+
     import xarray as xr
 
-    from mesodyn.tables import paper_table
-
-    data = data_dir / f"{dataset}.nc"
-    run = work / f"{dataset}_{steps}_{lr:g}_{batch}_{seed}"
-    sets = {"max_epochs": steps, "lr": lr, "batch_size": batch, "warmup_epochs": max(1, steps // 20),
-            "valid_every": max(1, steps // 8)}
-    overrides = [item for key, value in sets.items() for item in ("--set", f"fit.datasets.{dataset}.{key}={value}")]
+    sets = [item for key, value in overrides.items() for item in ("--set", f"{key}={value}")]
     exe = [sys.executable, "-m", "mesodyn.cli"]
     start = time.perf_counter()
-    subprocess.run([*exe, "fit", str(data), "--model", "speconsnet", "--out", str(run), "--seed", str(seed),
-                    "--threads", "1", *overrides], check=True, capture_output=True)
+    subprocess.run([*exe, "fit", str(data), "--model", model, "--out", str(run), "--seed", str(seed),
+                    "--threads", "1", *sets], check=True, capture_output=True)
     seconds = time.perf_counter() - start
     metrics = run.with_suffix(".nc")
     subprocess.run([*exe, "evaluate", str(run), str(data), "--out", str(metrics), "--threads", "1"], check=True,
@@ -48,12 +46,28 @@ def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, w
     with xr.open_dataset(metrics) as m:
         mean = m["rel_rmse_mean"].sel(set="heldout")
         step1, step5 = float(mean.sel(step=1)), float(mean.sel(step=5))
+    summary = json.loads((run / "summary.json").read_text())
+    return {"fit_seconds": round(seconds, 1), "summary": summary, "step1_heldout": step1, "step5_heldout": step5}
+
+
+def paper_step5(dataset: str, model: str) -> float:
+    """The published mean step-5 error of ``model`` on ``dataset`` (NaN if the paper has none)."""
+    from mesodyn.tables import paper_table
+
     paper = paper_table()
-    row = paper[(paper["dataset"] == dataset) & (paper["model"] == "speconsnet") & (paper["step"] == 5)]
-    ref = float(row["mean"].iloc[0]) if len(row) else float("nan")
+    row = paper[(paper["dataset"] == dataset) & (paper["model"] == model) & (paper["step"] == 5)]
+    return float(row["mean"].iloc[0]) if len(row) else float("nan")
+
+
+def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, work: Path, seed: int = 42) -> dict:
+    sets = {"max_epochs": steps, "lr": lr, "batch_size": batch, "warmup_epochs": max(1, steps // 20),
+            "valid_every": max(1, steps // 8)}
+    result = fit_and_evaluate(data_dir / f"{dataset}.nc", "speconsnet", work / f"{dataset}_{steps}_{lr:g}_{batch}_{seed}",
+                              seed, {f"fit.datasets.{dataset}.{key}": value for key, value in sets.items()})
+    ref = paper_step5(dataset, "speconsnet")
     return {"dataset": dataset, "steps": steps, "lr": lr, "batch_size": batch, "seed": seed,
-            "fit_seconds": round(seconds, 1),
-            "step1_heldout": step1, "step5_heldout": step5, "paper_step5": ref, "ratio_step5": step5 / ref}
+            "fit_seconds": result["fit_seconds"], "step1_heldout": result["step1_heldout"],
+            "step5_heldout": result["step5_heldout"], "paper_step5": ref, "ratio_step5": result["step5_heldout"] / ref}
 
 
 def write_tables(rows: list[dict], stem: Path) -> None:
