@@ -26,7 +26,8 @@ def split_trajectories(
         If the train or the validation part would be empty.
     """
     fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+    # (a fraction computed as 1 - a - b can come out as -5.6e-17: round-off within the sum's tolerance is zero)
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < -1e-9:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions!r}.")
     cut1 = int(round(n * fractions[0]))
     cut2 = int(round(n * (fractions[0] + fractions[1])))
