@@ -238,16 +238,22 @@ def set_difficulty(table: pd.DataFrame, *, step: int | None = None) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
+def _grid_markdown(frame: pd.DataFrame, column: str, cell) -> list[str]:
+    """Markdown table lines: one row per data set of ``frame`` (in its order), one column per value of
+    ``frame[column]`` (in order of appearance), ``cell(row)`` in each (a row tuple of ``frame``), "–" where none."""
+    columns = list(dict.fromkeys(frame[column]))
+    lines = [f"| data | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+    for dataset, rows in frame.groupby("dataset", sort=False):
+        by = {getattr(r, column): r for r in rows.itertuples()}
+        lines.append(f"| {dataset} | {' | '.join(cell(by[c]) if c in by else '–' for c in columns)} |")
+    return lines
+
+
 def _difficulty_markdown(table: pd.DataFrame) -> str:
     diff = set_difficulty(table)
     if diff.empty:
         return ""
-    models = list(dict.fromkeys(diff["model"]))
-    lines = [f"| data | {' | '.join(models)} |", "|---" * (len(models) + 1) + "|"]
-    for dataset, rows in diff.groupby("dataset", sort=False):
-        by_model = dict(zip(rows["model"], rows["ratio"]))
-        cells = [f"{by_model[m]:.2f}" if m in by_model else "–" for m in models]
-        lines.append(f"| {dataset} | {' | '.join(cells)} |")
+    lines = _grid_markdown(diff, "model", lambda r: f"{r.ratio:.2f}")
     step = int(diff["step"].iloc[0])
     return (f"\n**Evaluation-set difficulty at step {step}.** Our mean error on the held-out set divided by our mean "
             "error on the paper's 10 trajectories, same model and seeds. The classical row is not trained, so its "
@@ -279,13 +285,12 @@ def baseline_margin(table: pd.DataFrame, *, model: str = "speconsnet", step: int
     at = table[table["step"] == step]
     rows = []
     for dataset, part in at.groupby("dataset", sort=False):
-        mean = part.set_index(["model", "set"])["mean"]
-        published = part.set_index(["model", "set"])["paper_mean"]
+        indexed = part.set_index(["model", "set"])
+        mean, published = indexed["mean"], indexed["paper_mean"]
         ref_heldout = mean.get((model, "heldout"), math.nan)
         ref_paper = mean.get((model, "paper"), math.nan)
-        for baseline in BASELINES:
-            if not any(m == baseline for m, _ in mean.index):
-                continue
+        present = set(indexed.index.get_level_values("model"))
+        for baseline in (b for b in BASELINES if b in present):
             rows.append({"dataset": dataset, "baseline": baseline, "step": step,
                          "ours": mean.get((baseline, "heldout"), math.nan) / ref_heldout,
                          "published": published.get((baseline, "paper"), math.nan) / ref_paper})
@@ -300,13 +305,7 @@ def _margin_markdown(table: pd.DataFrame) -> str:
     margin = baseline_margin(table)
     if margin.empty:
         return ""
-    baselines = list(dict.fromkeys(margin["baseline"]))
-    lines = [f"| data | {' | '.join(baselines)} |", "|---" * (len(baselines) + 1) + "|"]
-    for dataset, rows in margin.groupby("dataset", sort=False):
-        by = {r.baseline: r for r in rows.itertuples()}
-        cells = [f"{_format_margin(by[b].ours)} / {_format_margin(by[b].published)}" if b in by else "–"
-                 for b in baselines]
-        lines.append(f"| {dataset} | {' | '.join(cells)} |")
+    lines = _grid_markdown(margin, "baseline", lambda r: f"{_format_margin(r.ours)} / {_format_margin(r.published)}")
     step = int(margin["step"].iloc[0])
     return (f"\n**SpecOnsNet against the baselines at step {step}.** A baseline's mean error over SpecOnsNet's (above 1: "
             "SpecOnsNet is better). First: our baseline over our SpecOnsNet on the held-out set (our baselines may "
