@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lr_study import RESULTS, fit_and_evaluate, paper_step5
+from lr_study import RESULTS, fit_and_evaluate, paper_step5, run_points
 
 COLUMNS = ("dataset", "model", "mode", "lr", "seed", "steps", "stop_reason", "best_step", "fit_seconds",
            "step5_heldout", "paper_step5")
@@ -73,15 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "baseline_study")
     args = parser.parse_args(argv)
-    stem = args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader(open(stem.with_suffix(".csv")))) if stem.with_suffix(".csv").exists() else []
     points = [(d, m, lr) for d in args.datasets for m in args.models for lr in args.lr]
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        for row in pool.map(lambda p: one_point(args.data, p[0], p[1], args.mode, p[2], Path(tmp), args), points):
-            print(row, flush=True)
-            rows.append(row)
-            write_tables(rows, stem)
+    run_points(points, lambda p, work: one_point(args.data, p[0], p[1], args.mode, p[2], work, args), args.out,
+               write_tables, jobs=args.jobs)
     return 0
 
 

@@ -59,6 +59,19 @@ def paper_step5(dataset: str, model: str) -> float:
     return float(row["mean"].iloc[0]) if len(row) else float("nan")
 
 
+def run_points(points: list, measure, stem: Path, write, *, jobs: int) -> None:
+    """``measure(point, work_dir)`` for every point, ``jobs`` at a time (one thread each). Each row is printed,
+    appended to the rows already in ``stem.csv`` and ``write(rows, stem)`` rewrites the tables after every point,
+    so an interrupted study keeps what it measured."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    rows = list(csv.DictReader(open(stem.with_suffix(".csv")))) if stem.with_suffix(".csv").exists() else []
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(jobs) as pool:
+        for row in pool.map(lambda p: measure(p, Path(tmp)), points):
+            print(row, flush=True)
+            rows.append(row)
+            write(rows, stem)
+
+
 def one_point(data_dir: Path, dataset: str, steps: int, lr: float, batch: int, work: Path, seed: int = 42) -> dict:
     sets = {"max_epochs": steps, "lr": lr, "batch_size": batch, "warmup_epochs": max(1, steps // 20),
             "valid_every": max(1, steps // 8)}
@@ -96,16 +109,9 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "lr_study")
     args = parser.parse_args(argv)
-    stem = args.out
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader(open(stem.with_suffix(".csv")))) if stem.with_suffix(".csv").exists() else []
     points = [(d, s, lr, seed) for d in args.datasets for s in args.steps for lr in args.lr for seed in args.seeds]
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        for row in pool.map(lambda p: one_point(args.data, p[0], p[1], p[2], args.batch_size, Path(tmp), p[3]),
-                            points):
-            print(row, flush=True)
-            rows.append(row)
-            write_tables(rows, stem)
+    run_points(points, lambda p, work: one_point(args.data, p[0], p[1], p[2], args.batch_size, work, p[3]),
+               args.out, write_tables, jobs=args.jobs)
     return 0
 
 
