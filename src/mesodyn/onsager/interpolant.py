@@ -159,7 +159,7 @@ class _PiecewisePolynomial(torch.autograd.Function):
         g_table_t = table.new_zeros((n_coef, n_bins)) if need_table else None
         slope = table[:, 1:] * torch.arange(1, n_coef, dtype=table.dtype, device=table.device)  # p'(s)
         chunk = _CHUNK if u.device.type == "cpu" else _CHUNK_GPU
-        space = _Space(min(chunk, x.numel()), n_coef, u)
+        space = _Space(min(chunk, x.numel()), None, u)  # (the backward's buffers are its own, below)
         slope_rows = space.matrix(n_coef - 1)
         powers_t = table.new_empty((n_coef, space.n)) if need_table else None
         for start in range(0, x.numel(), chunk):
@@ -184,12 +184,12 @@ class _PiecewisePolynomial(torch.autograd.Function):
 class _Space:
     """Chunk-sized buffers, allocated once per call and reused for every chunk."""
 
-    def __init__(self, n: int, n_coef: int, like: torch.Tensor):
+    def __init__(self, n: int, n_coef: int | None, like: torch.Tensor):
         self.n, self.like = n, like
         self.s = torch.empty(n, dtype=like.dtype, device=like.device)
         self.jf = torch.empty(n, dtype=like.dtype, device=like.device)
         self.idx = torch.empty(n, dtype=torch.long, device=like.device)
-        self.coef = self.matrix(n_coef)
+        self.coef = self.matrix(n_coef) if n_coef is not None else None  # rows of coefficients (the forward's)
 
     def matrix(self, columns: int) -> torch.Tensor:
         return torch.empty((self.n, columns), dtype=self.like.dtype, device=self.like.device)
