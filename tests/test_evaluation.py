@@ -191,9 +191,13 @@ def test_evaluation_file_is_byte_identical_on_rerun_and_matches_the_rollout(tmp_
     assert ds["set"].values.tolist() == ["heldout", "paper"]
     assert ds["sample"].sel(set="paper").values.tolist() == [26, 27, 28, 29]
     assert ds["n_trajectories"].values.tolist() == [3, 4]
+    # padded to the larger paper set: -1 on disk, the variable's CF _FillValue, which xarray reads as missing
+    raw = xr.load_dataset(out_a, mask_and_scale=False)
+    assert raw["sample"].sel(set="heldout").values.tolist() == split["test"] + [-1]
+    assert raw["sample"].attrs["_FillValue"] == -1 and raw["split_part"].attrs["_FillValue"] == -1
     heldout = ds["sample"].sel(set="heldout").values
-    assert heldout.tolist() == split["test"] + [-1]  # padded to the larger paper set
-    heldout = heldout[heldout >= 0]
+    assert np.isnan(heldout[-1]) and heldout[:-1].tolist() == split["test"]
+    heldout = heldout[:-1].astype(int)
     assert ds["trained_on"].sel(set="heldout").item() == 0
     assert ds["trained_on"].sel(set="paper").item() == sum(i in split["train"] for i in (26, 27, 28, 29))
     # the same numbers from the model's own rollout

@@ -38,8 +38,8 @@ variable                  dims                       meaning
 ``rel_rmse_unclamped``    (set, step, trajectory)    e_i(t) before the clamp (NaN after a non-finite state)
 ``rel_rmse_mean``         (set, step)                mean of ``rel_rmse`` over the set's trajectories
 ``rel_rmse_std``          (set, step)                standard deviation over trajectories (ddof = 0)
-``sample``                (set, trajectory)          index of the trajectory in the data file; −1 = padding
-``split_part``            (set, trajectory)          0 train, 1 valid, 2 test, −1 padding (CF flags)
+``sample``                (set, trajectory)          index of the trajectory in the data file; −1 = padding (_FillValue)
+``split_part``            (set, trajectory)          0 train, 1 valid, 2 test (CF flags), −1 padding (_FillValue)
 ``n_trajectories``        (set)                      trajectories in the set
 ``trained_on``            (set)                      of them, in the run's training split
 ``validated_on``          (set)                      of them, in the run's validation split
@@ -286,9 +286,8 @@ def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int
             "sample": (("set", "trajectory"), sample, {"long_name": "index of the trajectory in the data file",
                                                        "units": "1", "padding": -1}),
             "split_part": (("set", "trajectory"), part, {
-                "long_name": "part of the run's split holding the trajectory", "units": "1",
-                "flag_values": np.array([-1, 0, 1, 2], dtype=np.int8),
-                "flag_meanings": "padding train valid test"}),
+                "long_name": "part of the run's split holding the trajectory", "padding": np.int8(-1),
+                "flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "train valid test"}),
             "n_trajectories": (("set",), counts["n"], {"long_name": "trajectories in the set", "units": "1"}),
             "trained_on": (("set",), counts["train"], {"long_name": "trajectories of the set in the training split",
                                                       "units": "1"}),
@@ -532,7 +531,8 @@ def combine_seeds(datasets: Sequence[xr.Dataset]) -> xr.Dataset:
     first = datasets[0]
     for key in ("sample", "step"):
         for ds in datasets[1:]:
-            if not np.array_equal(ds[key].values, first[key].values) or \
+            # equal_nan: read with CF decoding, the padding (_FillValue) of 'sample' is NaN
+            if not np.array_equal(ds[key].values, first[key].values, equal_nan=True) or \
                     list(ds["set"].values) != list(first["set"].values):
                 raise ValueError(f"the evaluations differ in '{key}' or in their sets: they cannot be pooled.")
     seeds = [int(ds.attrs.get("seed", -1)) for ds in datasets]

@@ -18,7 +18,7 @@ import xarray as xr
 from mesodyn._io import atomic_path
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
-__all__ = ["FieldsContractError", "write_netcdf", "write_fields", "read_fields", "validate_fields", "grid_from_data",
+__all__ = ["FieldsContractError", "cf_attrs", "write_netcdf", "write_fields", "read_fields", "validate_fields", "grid_from_data",
            "dataset_name"]
 
 PROVENANCE_KEYS = ("mesodyn_version", "git_commit", "config")
@@ -28,13 +28,46 @@ class FieldsContractError(ValueError):
     """A data set does not follow the fields contract."""
 
 
+CF_CONVENTIONS = "CF-1.10"
+REFERENCES = ("Li, Zhu and Li, Hypothesis-driven construction of mesoscopic dynamics, arXiv:2605.16211 (2026); "
+              "the authors' code: https://github.com/MLDS-NUS/Meso-SpecOnsNet")
+AXES = {"x": "X", "y": "Y"}
+
+
+def cf_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the CF attributes every output of mesodyn carries (a shallow copy; the data are not copied).
+
+    Global: ``Conventions``, ``source``, ``references`` and ``history``, the last without a timestamp so that a rerun
+    writes the same bytes (the git commit and config in the provenance attributes say what made the file). ``axis``
+    on the spatial coordinates ``x`` and ``y``; the time coordinate is dimensionless (the equations' own units), which
+    CF's time axis (a calendar with an epoch) does not describe, so it carries ``long_name`` and ``units: 1`` only.
+    A variable with a ``padding`` attribute (the value marking unused slots) has it as ``_FillValue`` instead.
+    """
+    from mesodyn import __version__
+    from mesodyn.provenance import git_commit
+
+    ds = ds.copy(deep=False)
+    attrs = dict(ds.attrs)
+    attrs.setdefault("Conventions", CF_CONVENTIONS)
+    attrs.setdefault("source", f"mesodyn {__version__}")
+    attrs.setdefault("references", REFERENCES)
+    attrs.setdefault("history", f"written by mesodyn {__version__} at git commit {attrs.get('git_commit', git_commit())}")
+    ds.attrs = attrs
+    for name, axis in AXES.items():
+        if name in ds.coords and ds[name].ndim == 1 and name in ds[name].dims:
+            ds[name].attrs = {**ds[name].attrs, "axis": axis}
+    return ds
+
+
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = True) -> Path:
-    """Write ``ds`` atomically: to a temporary file in the same folder, then rename.
+    """Write ``ds`` atomically: to a temporary file in the same folder, then rename; with the CF attributes of
+    :func:`cf_attrs`.
 
     A killed job therefore never leaves a half-written file under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ds = cf_attrs(ds)
     encoding = {}
     for name, var in ds.data_vars.items():
         enc: dict[str, Any] = {}
@@ -46,6 +79,9 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = Tr
                 enc["chunksizes"] = (1, *var.shape[1:])
         if var.dtype.kind == "f":
             enc["_FillValue"] = None
+        if "padding" in var.attrs:
+            enc["_FillValue"] = var.attrs["padding"]
+            ds[name].attrs = {k: v for k, v in var.attrs.items() if k != "padding"}
         encoding[name] = enc
     for name, coord in ds.coords.items():
         if coord.dtype.kind == "f":

@@ -14,6 +14,8 @@ from mesodyn.coarse import coarse_grain, site_positions
 
 __all__ = ["make_chain_data", "fields_dataset", "micro_dataset"]
 
+SITE_ATTRS = {"long_name": "chain site index n", "units": "1"}
+
 
 def fields_dataset(ens: ChainEnsemble, *, n_grid: int = 256, method: str = "linear") -> xr.Dataset:
     """The mesoscopic data set ``u(sample, time, x)`` (slow time τ, co-moving ξ) of an ensemble."""
@@ -54,12 +56,13 @@ def fields_dataset(ens: ChainEnsemble, *, n_grid: int = 256, method: str = "line
             peak_name: (("sample",), peak, peak_attrs),
         },
         coords={
-            "sample": ("sample", np.arange(n)),
+            "sample": ("sample", np.arange(n), {"long_name": "index of the accepted trajectory", "units": "1"}),
             "time": ("time", tau, {"long_name": "slow time tau = eps^3 t_lab", "units": "1"}),
             "x": ("x", np.arange(n_grid) * (2 * np.pi / n_grid), {
                 "long_name": "co-moving slow coordinate xi = eps (n - c t)", "units": "1"}),
-            "site": ("site", np.arange(model.n_sites)),
-            "mode": ("mode", np.arange(model.n_modes)),
+            "site": ("site", np.arange(model.n_sites), SITE_ATTRS),
+            "mode": ("mode", np.arange(model.n_modes), {"long_name": "slot of the initial condition's sine sum",
+                                                         "units": "1"}),
         },
         attrs={
             **model.attrs(),
@@ -87,9 +90,10 @@ def micro_dataset(ens: ChainEnsemble, *, keep: int | None = None) -> xr.Dataset:
     return xr.Dataset(
         {**state, "p": (("sample", "time", "site"), ens.velocity[:n], {"long_name": vel_name, "units": "1"})},
         coords={
-            "sample": ("sample", np.arange(n)),
+            "sample": ("sample", np.arange(n), {"long_name": "index of the accepted trajectory (as in the fields file)",
+                                                "units": "1"}),
             "time": ("time", ens.t_lab, {"long_name": "lab (lattice) time", "units": "1"}),
-            "site": ("site", np.arange(model.n_sites)),
+            "site": ("site", np.arange(model.n_sites), SITE_ATTRS),
         },
         attrs={**model.attrs(), "title": f"{model.name.upper()} chain, microscopic trajectories"},
     )
