@@ -49,13 +49,13 @@ def run_snakemake(work, *args, check=True, timeout=1500):
 
 
 def copy_workflow(work):
-    """Copy what the workflow needs (Snakefile, workflow/, config/, profiles/, envs/) into ``work``; mesodyn itself is
+    """Copy what the workflow needs (workflow/, config/, profiles/) into ``work``; mesodyn itself is
     imported from the installed package."""
     import shutil
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for item in ("Snakefile", "workflow", "config", "profiles", "envs"):
+    for item in ("workflow", "config", "profiles"):
         src = root / item
         if src.is_dir():
             shutil.copytree(src, work / item)

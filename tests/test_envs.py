@@ -1,4 +1,5 @@
-"""The conda environments offered for --sdm conda agree with pyproject.toml."""
+"""The conda environments offered for --sdm conda (workflow/envs/) are pinned, and every pin lies inside the range
+pyproject.toml declares."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
+ENVS = ROOT / "workflow" / "envs"
 CONDA_NAMES = {"torch": "pytorch", "netcdf4": "netcdf4"}
 WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}  # run the workflow; not needed inside a job
 
@@ -29,21 +32,44 @@ def _env(path: Path) -> dict[str, str]:
     return dict(_split(d) for d in spec["dependencies"] if isinstance(d, str) and not d.startswith("python"))
 
 
-def test_env_pins_equal_pyproject_pins():
+def _envs() -> list[Path]:
+    paths = sorted(ENVS.glob("*.yaml"))
+    assert paths, f"no conda environment in {ENVS}"
+    return paths
+
+
+def test_every_env_pin_is_exact_and_inside_pyproject_range():
     project = _pyproject()
-    for path in sorted((ROOT / "envs").glob("*.yaml")):
+    for path in _envs():
         for name, spec in _env(path).items():
             assert name in project, f"{path.name}: {name} is not a dependency in pyproject.toml"
-            assert spec == project[name], f"{path.name}: {name}{spec} but pyproject.toml has {name}{project[name]}"
+            assert spec.startswith("==") and "*" not in spec, f"{path.name}: {name}{spec} is not pinned to a version"
+            version = spec[2:]
+            assert version in SpecifierSet(project[name]), (
+                f"{path.name}: {name}=={version} is outside pyproject.toml's {name}{project[name]}")
+
+
+def test_envs_agree_with_each_other():
+    seen: dict[str, tuple[str, str]] = {}
+    for path in _envs():
+        for name, spec in _env(path).items():
+            if name in seen:
+                assert seen[name][1] == spec, f"{name}: {seen[name][0]} has {seen[name][1]}, {path.name} has {spec}"
+            seen[name] = (path.name, spec)
 
 
 def test_envs_cover_every_runtime_dependency():
-    covered = set().union(*(_env(p) for p in (ROOT / "envs").glob("*.yaml")))
+    covered = set().union(*(_env(p) for p in _envs()))
     missing = set(_pyproject()) - covered
     assert not missing, f"no conda environment provides {sorted(missing)}"
 
 
 def test_every_rule_names_an_existing_env():
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+    rules = list((ROOT / "workflow" / "rules").glob("*.smk"))
+    named = 0
+    for smk in rules:
         for env in re.findall(r'conda:\s*\n?\s*"([^"]+)"', smk.read_text()):
+            named += 1
+            assert (smk.parent / env).resolve().is_relative_to(ENVS), f"{smk.name}: {env} is not in workflow/envs/"
             assert (smk.parent / env).resolve().exists(), f"{smk.name} names missing env {env}"
+    assert named, "no rule names a conda environment"

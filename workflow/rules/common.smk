@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 # mesodyn is imported from this source tree, also inside --sdm conda environments (which do not install it)
-SRC = str(Path(workflow.basedir) / "src")
+SRC = str(Path(workflow.basedir).parent / "src")
 sys.path.insert(0, SRC)
 os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)

@@ -22,7 +22,7 @@ rule evaluate:
         model="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
     conda:
-        "../../envs/fit.yaml"
+        "../envs/fit.yaml"
     threads: 1
     resources:
         mem_mb=evaluate_mem_mb,
@@ -33,6 +33,11 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+# seconds of work: on a cluster it runs where Snakemake runs rather than waiting in the queue as a job of its own
+localrules:
+    table,
+
+
 rule table:
     input:
         metric_targets(),
@@ -41,6 +46,6 @@ rule table:
     log:
         "logs/tables/rel_rmse_first5.log",
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"

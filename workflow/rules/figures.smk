@@ -54,7 +54,7 @@ for _dataset in sorted({dataset for dataset, _ in DIAGNOSTIC_PLAN}):
         benchmark:
             f"logs/benchmarks/diagnostics/{_dataset}.tsv"
         conda:
-            "../../envs/fit.yaml"
+            "../envs/fit.yaml"
         threads: 1
         params:
             jobs=[
@@ -97,7 +97,7 @@ for _figure, _info in FIGURES.items():
         log:
             f"logs/figures/{_figure}.log",
         conda:
-            "../../envs/report.yaml"
+            "../envs/report.yaml"
         params:
             figure=_figure,
             inputs={
@@ -110,6 +110,13 @@ for _figure, _info in FIGURES.items():
             },
         script:
             "../scripts/plot.py"
+
+    # a figure takes seconds: drawn where Snakemake runs, not queued on a cluster (the diagnostics stay jobs)
+    workflow.localrules(f"figure_{_figure}")
+
+
+localrules:
+    table_page,
 
 
 rule table_page:
@@ -126,6 +133,6 @@ rule table_page:
     log:
         "logs/figures/table_rel_rmse_first5.log",
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table_page.py"

@@ -28,7 +28,7 @@ rule fit:
         model="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
     conda:
-        "../../envs/fit.yaml"
+        "../envs/fit.yaml"
     threads: config["fit"]["threads"]
     resources:
         # one GPU through the SLURM plugin (--gpus=1); a local run is not limited unless --resources gpu=N is given

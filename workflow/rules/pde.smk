@@ -10,7 +10,7 @@ rule solve_pde:
     # data first: every fit can start once its data exist, so the long 2-D fits do not end up last
     priority: 10
     conda:
-        "../../envs/simulate.yaml"
+        "../envs/simulate.yaml"
     threads: config["data"]["threads"]
     resources:
         mem_mb=data_mem_mb,
