@@ -12,8 +12,10 @@ Examples
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mesodyn.config import ConfigError
 
@@ -21,14 +23,20 @@ __all__ = ["main"]
 
 CHAINS = ("fput", "fene")
 PDES = ("kdv", "allen_cahn", "allen_cahn_2d")
+DEFAULT_CONFIG = Path("config") / "config.yaml"
+CONFIG_HELP = ("workflow config file (YAML); default: config/config.yaml of the current folder if there is one (as "
+               "snakemake reads it), else the built-in defaults, the paper's settings")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from mesodyn import __version__
+
     parser = argparse.ArgumentParser(prog="mesodyn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="simulate a microscopic chain data set and coarse-grain it")
     sim.add_argument("dataset", choices=CHAINS)
-    sim.add_argument("--config", default="config/config.yaml", help="workflow config file (YAML)")
+    sim.add_argument("--config", default=None, help=CONFIG_HELP)
     sim.add_argument("--out", required=True, help="fields file to write (netCDF)")
     sim.add_argument("--micro", default=None, help="microscopic trajectories file to write (netCDF)")
     sim.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
@@ -36,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set data.fput.n_samples=8 (repeatable)")
     solve = sub.add_parser("solve", help="solve a continuum PDE data set with our pseudo-spectral solvers")
     solve.add_argument("dataset", choices=PDES)
-    solve.add_argument("--config", default="config/config.yaml", help="workflow config file (YAML)")
+    solve.add_argument("--config", default=None, help=CONFIG_HELP)
     solve.add_argument("--out", required=True, help="fields file to write (netCDF)")
     solve.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     solve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -46,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", required=True,
                      help="a run name of the config's fit.models, or a registered model name (speconsnet, fno, ...)")
     fit.add_argument("--out", required=True, help="run folder to write (weights.pt, model.json, history.csv, ...)")
-    fit.add_argument("--config", default="config/config.yaml", help="workflow config file (YAML)")
+    fit.add_argument("--config", default=None, help=CONFIG_HELP)
     fit.add_argument("--seed", type=int, default=None, help="training seed (default: the first of fit.seeds)")
     fit.add_argument("--threads", type=int, default=None, help="threads (default: fit.threads)")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -80,6 +88,18 @@ def _study_chains(n_samples: int) -> None:
     for sites in (128, 209):
         print()
         print(interpolation_error(sites).to_markdown(index=False, floatfmt=".3g"))
+
+
+def config_path(given: str | None) -> Path | None:
+    """The config file a command reads: ``given``; else ``config/config.yaml`` of the current folder where it exists
+    (the workflow's default, so that the command line and ``snakemake`` agree inside a checkout); else ``None``, the
+    built-in defaults (the schema's, which are the paper's settings), so that an installed mesodyn works anywhere."""
+    if given is not None:
+        return Path(given)
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    logging.getLogger("mesodyn").info("no --config and no %s here: using the built-in defaults", DEFAULT_CONFIG)
+    return None
 
 
 def _override(config: dict, assignments: Sequence[str]) -> dict:
@@ -119,8 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from mesodyn.config import validate_config
 
-        with open(args.config) as fh:
-            raw = yaml.safe_load(fh) or {}
+        path = config_path(args.config)
+        raw = {}
+        if path is not None:
+            with open(path) as fh:
+                raw = yaml.safe_load(fh) or {}
         config = validate_config(_override(raw, args.set))
     except (ConfigError, OSError) as exc:
         print(f"mesodyn: {exc}", file=sys.stderr)

@@ -12,7 +12,8 @@ import yaml
 
 __all__ = ["ConfigError", "load_schema", "validate_config", "load_config", "fit_models", "fit_runs", "run_model_config"]
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# package data, so that a wheel install validates configs as a source checkout does
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
