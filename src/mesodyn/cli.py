@@ -16,11 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from mesodyn.config import ConfigError
+from mesodyn.registry import DATASETS, is_chain
 
 __all__ = ["main"]
 
-CHAINS = ("fput", "fene")
-PDES = ("kdv", "allen_cahn", "allen_cahn_2d")
+CHAINS = tuple(name for name in DATASETS if is_chain(name))
+PDES = tuple(name for name in DATASETS if not is_chain(name))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -42,7 +42,6 @@ Conventions
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -57,9 +56,10 @@ import xarray as xr
 from mesodyn.continuum.invariants import allen_cahn_energy, kdv_hamiltonian
 from mesodyn.evaluation import EPS
 from mesodyn.fields import dataset_name, grid_from_data, write_netcdf
+from mesodyn.models import capabilities
 from mesodyn.onsager.gauge import fit_affine, gauge_invariant_symbols, symbol_fit
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
-from mesodyn.registry import DATASETS
+from mesodyn.registry import DATASETS, is_chain, true_energy_system
 
 __all__ = [
     "DIVERGENCE_FACTOR", "DIAGNOSTICS", "SYSTEMS", "true_energy", "total_energy", "energy_parts", "local_density",
@@ -73,9 +73,6 @@ DIVERGENCE_FACTOR = 50.0
 
 SYSTEMS = ("allen_cahn", "kdv")
 """Systems whose true energy and true operator symbols are known."""
-
-# The systems known for each registered data set (the chains have none).
-_SYSTEM_OF_DATASET = {"allen_cahn": "allen_cahn", "allen_cahn_2d": "allen_cahn", "kdv": "kdv"}
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -103,9 +100,15 @@ def _prepare(model: Any, dtype: str, device: str) -> tuple[torch.dtype, torch.de
     return torch_dtype, torch_device
 
 
-def _require(model: Any, method: str, what: str) -> None:
-    if not callable(getattr(model, method, None)):
-        raise ValueError(f"model {_model_name(model)!r} has no {method}(): {what} needs one.")
+_CAPABILITY_METHODS = {"energy": "energy()", "dissipation": "dissipation_rate()",
+                       "operators": "Fourier operators (operators, grid)"}
+
+
+def _require(model: Any, capability: str, what: str) -> None:
+    """``ValueError`` unless ``model`` declares ``capability`` (:class:`mesodyn.registry.Capabilities`)."""
+    if not getattr(capabilities(model), capability):
+        raise ValueError(f"model {_model_name(model)!r} has no {_CAPABILITY_METHODS[capability]}: {what} needs "
+                         f"{'them' if capability == 'operators' else 'one'}.")
 
 
 def _samples(data: xr.Dataset, samples: Sequence[int]) -> np.ndarray:
@@ -128,13 +131,6 @@ def _frames(data: xr.Dataset, idx: np.ndarray, time: slice | None = None) -> np.
 
 def _times(data: xr.Dataset) -> np.ndarray:
     return np.asarray(data["time"].values, dtype=np.float64)
-
-
-def _accepts_stepper(model: Any) -> bool:
-    try:
-        return "stepper" in inspect.signature(model.step).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _step(model: Any, u: torch.Tensor, dt: float, stepper: str | None) -> torch.Tensor:
@@ -398,8 +394,8 @@ def energy_vs_truth(model: Any, data: xr.Dataset, *, samples: Sequence[int], sys
     idx = _samples(data, samples)
     if system == "allen_cahn" and epsilon is None:
         # The chains' files carry an "epsilon" too, but it is their lattice spacing.
-        info = DATASETS.get(dataset_name(data) or "")
-        if "epsilon" not in data.attrs or (info is not None and info.kind == "chain"):
+        name = dataset_name(data)
+        if "epsilon" not in data.attrs or (name in DATASETS and is_chain(name)):
             raise ValueError("give epsilon: the data set records no Allen-Cahn epsilon.")
         epsilon = float(data.attrs["epsilon"])
     torch_dtype, torch_device = _prepare(model, dtype, device)
@@ -511,7 +507,7 @@ def step_size_sweep(model: Any, data: xr.Dataset, *, samples: Sequence[int],
     width = max(n_steps) + 1
     frames = torch.as_tensor(_frames(data, idx), dtype=torch.float64, device=torch_device)
     n_s = idx.size
-    names = [str(s) for s in steppers] if _accepts_stepper(model) else ["default"]
+    names = [str(s) for s in steppers] if capabilities(model).steppers else ["default"]
     kept, refused = [], []
     for name in names:
         stepper = None if name == "default" else name
@@ -918,8 +914,7 @@ def operator_symbols(model: Any, *, system: str | None = None, k_max_fit: float 
         and the fits through the origin ``{b_m, b_phi}_fit_coefficient`` and ``..._fit_residual``
         (:func:`mesodyn.onsager.gauge.symbol_fit`, where the true symbol is not zero).
     """
-    if getattr(model, "operators", None) is None or getattr(model, "grid", None) is None:
-        raise ValueError(f"model {_model_name(model)!r} has no Fourier operators (operators, grid).")
+    _require(model, "operators", "the operator symbols")
     if system is not None and system not in SYSTEMS:
         raise ValueError(f"system must be one of {', '.join(SYSTEMS)} or None, got {system!r}.")
     sym = _symbols(model)
@@ -1004,7 +999,7 @@ def dissipation_along_rollout(model: Any, data: xr.Dataset, *, samples: Sequence
         last step) ``(sample, step)``, coordinate ``time`` on ``step``.
     """
     _require(model, "energy", "the dissipation along rollouts")
-    _require(model, "dissipation_rate", "the dissipation along rollouts")
+    _require(model, "dissipation", "the dissipation along rollouts")
     if along not in ("rollout", "truth"):
         raise ValueError(f"along must be 'rollout' or 'truth', got {along!r}.")
     idx = _samples(data, samples)
@@ -1147,7 +1142,7 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
         if data_path is not None:
             with xr.open_dataset(data_path, engine="netcdf4") as data:
                 if "system" not in options:
-                    options["system"] = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
+                    options["system"] = true_energy_system(dataset_name(data))
                 if isinstance(options.get("k_max_fit"), str):
                     fit_rule = options["k_max_fit"]
                     fraction = _spectral_fraction(fit_rule)
@@ -1168,7 +1163,7 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
         samples = test if n_samples is None else test[: int(n_samples)]
         with xr.open_dataset(data_path, engine="netcdf4") as data:
             if kind == "energy_vs_truth" and "system" not in options:
-                system = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
+                system = true_energy_system(dataset_name(data))
                 if system is None:
                     raise ValueError(f"no true energy is known for data set {dataset_name(data)!r}.")
                 options["system"] = system

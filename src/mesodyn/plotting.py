@@ -58,6 +58,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from mesodyn._io import atomic_write  # noqa: E402
+from mesodyn.registry import MODELS, is_chain  # noqa: E402
 from mesodyn.figure_plan import (  # noqa: E402  (the workflow's plan of figures, importable without matplotlib)
     DATASET_LABELS,
     DIAGNOSTIC_FILES,
@@ -83,10 +84,8 @@ __all__ = [
     "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure", "table_html",
 ]
 
-_CHAINS = ("fput", "fene")
 # Colours by registered model (the style's Okabe-Ito cycle, fixed per model so every figure agrees).
-_MODEL_COLORS = {"speconsnet": "#0072B2", "classical": "#000000", "fno": "#D55E00", "onsagernet": "#009E73",
-                 "res_onsagernet": "#CC79A7", "speconsnet_true_v": "#56B4E9"}
+_MODEL_COLORS = {name: info.color for name, info in MODELS.items()}
 _STEPPER_COLORS = {"euler": "#D55E00", "stabilized": "#0072B2", "sbdf1": "#009E73", "default": "#000000"}
 _STEPPER_LABELS = {"euler": "explicit Euler (paper)", "stabilized": "stabilized (ours)", "sbdf1": "SBDF1 (paper)",
                    "default": "the model's step"}
@@ -165,7 +164,7 @@ def _g(x: float, digits: int = 3) -> str:
 
 
 def _time_label(dataset: str, what: str = "lead time") -> str:
-    if dataset in _CHAINS:
+    if is_chain(dataset):
         return rf"{what} $\tau$ (slow time, nondim.)"
     return rf"{what} $t$ (nondim.)"
 
@@ -631,7 +630,7 @@ def plot_energy_change_vs_dt(ds: xr.Dataset, *, dataset: str) -> Drawn:
     ax.set_yscale("log")
     ax.set_xticks(dts, [f"{dt:.2g}" for dt in dts])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel(r"time step $\Delta t$ (" + ("slow time, " if dataset in _CHAINS else "") + "nondim.)")
+    ax.set_xlabel(r"time step $\Delta t$ (" + ("slow time, " if is_chain(dataset) else "") + "nondim.)")
     ax.set_ylabel(r"one-step energy change $|V(u^{s+1}) - V(u^{s})|$" + "\n(model units)")
     ax.legend(loc="upper left")
     stepper = str(ds.attrs.get("stepper", ""))

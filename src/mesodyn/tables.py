@@ -36,16 +36,15 @@ import xarray as xr
 from mesodyn._io import atomic_write
 from mesodyn.evaluation import SETS, combine_seeds
 from mesodyn.provenance import provenance_attrs
+from mesodyn.registry import DATASETS, MODELS
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
            "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "format_sig"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
 
-PAPER_DATASETS: dict[str, str] = {
-    "ac": "allen_cahn", "kdv": "kdv", "ckdv": "fput", "fene_v2": "fene", "ac_2d": "allen_cahn_2d",
-}
-"""The authors' data-set names -> ours."""
+PAPER_DATASETS: dict[str, str] = {info.published: name for name, info in DATASETS.items() if info.published}
+"""The authors' data-set names -> ours (:data:`mesodyn.registry.DATASETS`)."""
 
 PAPER_MODELS: dict[str, str] = {
     "s_onsagernet": "speconsnet", "fno": "fno", "onsagernet1d_lowrank": "onsagernet",
@@ -54,8 +53,8 @@ PAPER_MODELS: dict[str, str] = {
 """The authors' model names -> ours (besides the classical rows and the ``*_realV`` rows, see
 :func:`paper_model_name`)."""
 
-DATASET_ORDER = ("allen_cahn", "kdv", "fput", "fene", "allen_cahn_2d")
-MODEL_ORDER = ("speconsnet", "classical", "fno", "onsagernet", "res_onsagernet", "speconsnet_true_v")
+DATASET_ORDER = tuple(DATASETS)
+MODEL_ORDER = tuple(MODELS)
 
 
 def paper_model_name(paper_dataset: str, paper_model: str) -> str:
@@ -261,7 +260,7 @@ def _difficulty_markdown(table: pd.DataFrame) -> str:
             "measured on the held-out set is inflated by about that factor.\n\n" + "\n".join(lines) + "\n")
 
 
-BASELINES = ("fno", "onsagernet", "res_onsagernet")
+BASELINES = tuple(name for name, info in MODELS.items() if info.role == "baseline")
 
 
 def baseline_margin(table: pd.DataFrame, *, model: str = "speconsnet", step: int | None = None) -> pd.DataFrame:
