@@ -217,7 +217,7 @@ def figure_paths(figure: str, dataset: str) -> dict[str, str]:
 
 
 TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
-"""The 5-step table as an HTML page of the report (:func:`table_html`)."""
+"""The 5-step table as an HTML page of the report (:func:`mesodyn.tables.table_page`)."""
 
 
 def figure_targets(config: Mapping[str, Any]) -> list[str]:

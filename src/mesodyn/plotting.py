@@ -81,7 +81,7 @@ __all__ = [
     "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
     "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
     "plot_operator_symbols", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
-    "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure", "table_html",
+    "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure",
 ]
 
 # Colours by registered model (the style's Okabe-Ito cycle, fixed per model so every figure agrees).
@@ -892,51 +892,3 @@ def make_figure(figure: str, dataset: str, inputs: Mapping[str, Any], *, pdf: st
                   "finding": drawn.finding}
         atomic_write(numbers, (json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
     return drawn
-
-
-# -- the 5-step table as a page of the report -----------------------------------------------------------------------
-def _inline(text: str) -> str:
-    """HTML of one line of the table's Markdown: escaped, ``**bold**`` and ``` `code` ```."""
-    import html
-    import re
-
-    out = html.escape(text, quote=False)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
-def table_html(markdown: str, *, title: str = "Relative RMSE at steps 1-5") -> str:
-    """A self-contained HTML page of the table's Markdown (:func:`mesodyn.tables.write_table`): its paragraphs and
-    its pipe table, in order; HTML comments (the provenance line) are kept as comments."""
-    import html
-
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;white-space:nowrap}"
-             "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}</style>", "</head>", "<body>"]
-    rows: list[list[str]] = []
-
-    def flush() -> None:
-        if not rows:
-            return
-        header, body = rows[0], [r for r in rows[1:] if not all(set(c.strip()) <= set(":-") for c in r)]
-        parts.append("<table>")
-        parts.append("<tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in header) + "</tr>")
-        parts.extend("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in body)
-        parts.append("</table>")
-        rows.clear()
-
-    for line in markdown.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|") and stripped.endswith("|"):
-            rows.append(stripped[1:-1].split("|"))
-            continue
-        flush()
-        if stripped.startswith("<!--") and stripped.endswith("-->"):
-            parts.append(stripped)
-        elif stripped:
-            parts.append(f"<p>{_inline(stripped)}</p>")
-    flush()
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
