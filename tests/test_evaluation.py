@@ -3,6 +3,7 @@ byte-identical evaluation files, seeds combined, the paper's numbers in the tabl
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import subprocess
@@ -21,7 +22,8 @@ from mesodyn.evaluation import (
 )
 from mesodyn.fields import write_netcdf
 from mesodyn.models import build_model
-from mesodyn.tables import _margin_markdown, baseline_margin, format_sig, paper_table, rel_rmse_table, set_difficulty
+from mesodyn.tables import (_margin_markdown, baseline_margin, format_sig, paper_table, read_table, rel_rmse_table,
+                            set_difficulty, table_page)
 from mesodyn.training import split_trajectories
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -375,6 +377,27 @@ def test_rel_rmse_table_beside_the_paper_and_byte_identical(tmp_path):
     assert "against the baselines" not in md  # no baseline among these files
     tex = (tmp_path / "a" / "rel_rmse_first5.tex").read_text()
     assert "allen\\_cahn" in tex and "\\caption" in tex and "5.47e-3 $\\pm$" in tex
+
+
+def test_table_page_keeps_every_row_and_cell_of_the_markdown_and_escapes_html(tmp_path):
+    """The report's page is made by pandas from the CSV and shows what the Markdown file shows, cell for cell."""
+    steps5 = np.linspace(1e-3, 5e-3, 5)
+    files = [write_netcdf(seed_dataset([steps5, 2 * steps5], [steps5, steps5], 42), tmp_path / "m0.nc"),
+             write_netcdf(seed_dataset([steps5, steps5], [steps5, steps5], 1, model="classical", dataset="kdv"),
+                          tmp_path / "m1.nc")]
+    rel_rmse_table(files, out_dir=tmp_path)
+    md = (tmp_path / "rel_rmse_first5.md").read_text(encoding="utf-8")
+    page = table_page(read_table(tmp_path / "rel_rmse_first5.csv"))
+    rows = [line.strip("|").split("|") for line in md.splitlines() if line.startswith("|")
+            and not set(line) <= set("|-: ")]
+    assert page.count("<tr") == len(rows)
+    for row in rows:
+        for cell in row:
+            assert f">{html.escape(cell.strip(), quote=False)}<" in page.replace("<td>", ">").replace("<th>", ">")
+    assert md.splitlines()[0] in page  # the provenance comment
+    assert "Table: relative RMSE, first 5 steps." in page
+    table = read_table(tmp_path / "rel_rmse_first5.csv").assign(model="<b>x</b> & y")
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in table_page(table) and "<b>x</b>" not in table_page(table)
 
 
 def test_baseline_margin_compares_on_one_set_each():

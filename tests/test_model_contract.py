@@ -76,6 +76,32 @@ def test_step_and_rollout_keep_shape_and_dtype(case, dtype):
     assert MODELS[name].trainable == model.trainable
 
 
+def test_a_model_offers_what_its_registry_entry_declares(case):
+    """The diagnostics trust the declared capabilities instead of probing: every declared method exists and works,
+    every declared stepper is a stepper its step takes, and nothing undeclared is offered."""
+    _, ndim, model = case
+    caps = model.capabilities
+    u = _field(ndim)
+    assert callable(getattr(model, "energy", None)) == caps.energy
+    assert callable(getattr(model, "dissipation_rate", None)) == caps.dissipation
+    assert (getattr(model, "operators", None) is not None) == caps.operators
+    with torch.no_grad():
+        if caps.energy:
+            energy = model.energy(u)
+            assert (energy["total"] if isinstance(energy, dict) else energy).shape == (u.shape[0],)
+        if caps.dissipation:
+            assert model.dissipation_rate(u).shape == (u.shape[0],)
+        accepted = []
+        for stepper in ("euler", "sbdf1", "stabilized"):
+            try:
+                model.step(u, stepper=stepper)
+                accepted.append(stepper)
+            except (TypeError, ValueError):
+                pass
+    assert set(accepted) <= set(caps.steppers)
+    assert bool(accepted) == bool(caps.steppers)
+
+
 def test_a_field_of_the_wrong_grid_is_refused(case):
     _, ndim, model = case
     wrong = torch.zeros(2, *[n + 2 for n in GRIDS[ndim]["shape"]])

@@ -30,7 +30,7 @@ import mesodyn.plotting as plotting_module
 from mesodyn.plotting import (
     FIGURES, MODEL_LABELS, STYLE, diagnostic_plan, figure_inputs, figure_plan, figure_targets, make_figure,
     paper_values, plot_energy_change_vs_dt, plot_energy_order, plot_energy_vs_truth, plot_operator_symbols,
-    plot_rel_rmse, plot_step_size_sweep, plot_stepper_comparison, save_figure, style, table_html,
+    plot_rel_rmse, plot_step_size_sweep, plot_stepper_comparison, save_figure, style,
 )
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -314,23 +314,6 @@ def test_a_wrong_figures_run_is_one_sentence():
         figure_plan({**config, "figures": {**config["figures"], "run": "nope"}})
     with pytest.raises(ConfigError, match=r"'figures.run' = 'fno' is a fno model"):
         figure_plan({**config, "figures": {**config["figures"], "run": "fno"}})
-
-
-def test_table_page_keeps_every_row_and_escapes_html():
-    md = textwrap.dedent("""\
-        <!-- mesodyn 0.1.0, commit abc -->
-
-        **Table: relative RMSE.** Caption with <b>tags</b> & an ampersand.
-
-        | data | model | step 1 |
-        |:-----|:------|:-------|
-        | kdv  | speconsnet | 2.59e-3 ± 1.9e-3 (0.92×) |
-        | kdv  | fno | 1.00e+0 † |
-        """)
-    page = table_html(md)
-    assert page.count("<tr>") == 3 and page.count("<th>") == 3
-    assert "<strong>Table: relative RMSE.</strong>" in page and "&lt;b&gt;tags&lt;/b&gt; &amp;" in page
-    assert "<td>2.59e-3 ± 1.9e-3 (0.92×)</td>" in page and "<!-- mesodyn 0.1.0, commit abc -->" in page
 
 
 def test_the_plan_the_workflow_parses_imports_no_plotting_stack():

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mesodyn.config import ConfigError
+from mesodyn.registry import DATASETS, is_chain
 
 __all__ = ["main"]
 
-CHAINS = ("fput", "fene")
-PDES = ("kdv", "allen_cahn", "allen_cahn_2d")
+CHAINS = tuple(name for name in DATASETS if is_chain(name))
+PDES = tuple(name for name in DATASETS if not is_chain(name))
 DEFAULT_CONFIG = Path("config") / "config.yaml"
 CONFIG_HELP = ("workflow config file (YAML); default: config/config.yaml of the current folder if there is one (as "
                "snakemake reads it), else the built-in defaults, the paper's settings")

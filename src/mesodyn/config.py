@@ -116,11 +116,12 @@ def _check_consistency(config: Mapping[str, Any]) -> None:
     classes so that a mistake stops the workflow at start-up rather than inside a job."""
     from mesodyn.chains.models import chain_from_config
     from mesodyn.continuum.datasets import config_for
+    from mesodyn.registry import DATASETS, is_chain
 
     for name, params in config.get("data", {}).items():
         if name == "threads":  # the data jobs' CPU threads, not a data set
             continue
-        build = chain_from_config if name in ("fput", "fene") else config_for
+        build = chain_from_config if name in DATASETS and is_chain(name) else config_for
         try:
             build(name, params)
         except ValueError as exc:

@@ -78,6 +78,7 @@ import numpy as np
 import xarray as xr
 
 from mesodyn.fields import dataset_name, grid_from_data, write_netcdf
+from mesodyn.metrics import CLAMP_THRESHOLD, EPS, clamp_diverged, relative_rmse, truth_mean_square
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
@@ -86,73 +87,12 @@ __all__ = [
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
 
-EPS = 1e-12
-"""Added to the mean square of the truth in the metric's denominator (the authors' value)."""
-CLAMP_THRESHOLD = 1.0
-"""An error at or above this (or non-finite) counts as divergence."""
 PAPER_SET_SIZE = 10
 """Trajectories of the authors' evaluation set."""
 SETS = ("heldout", "paper")
 """The evaluation sets, in file order."""
 SPLIT_PARTS = ("train", "valid", "test")
 """Codes 0, 1, 2 of the ``split_part`` variable (−1 marks padding)."""
-
-
-# -- the metric ---------------------------------------------------------------------------------------------
-def relative_rmse(pred: Any, true: Any) -> np.ndarray:
-    """Relative RMSE per trajectory and step, averaged over the spatial axes.
-
-    Parameters
-    ----------
-    pred, true : array_like, shape (trajectory, step, *grid)
-        Prediction and truth; ``grid`` is one axis (1-D) or two (2-D). Computed in float64.
-
-    Returns
-    -------
-    numpy.ndarray, shape (trajectory, step)
-        ``sqrt(mean_x (pred − true)² / (mean_x true² + 1e-12))``; non-finite where the prediction is.
-    """
-    pred = np.asarray(pred, dtype=np.float64)
-    true = np.asarray(true, dtype=np.float64)
-    if pred.shape != true.shape:
-        raise ValueError(f"pred and true must have the same shape, got {pred.shape} and {true.shape}.")
-    if pred.ndim < 3:
-        raise ValueError(f"arrays must have shape (trajectory, step, *grid), got {pred.shape}.")
-    axes = tuple(range(2, pred.ndim))
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverged rollout is a result, not a warning
-        num = np.mean((pred - true) ** 2, axis=axes)
-        return np.sqrt(num / (np.mean(true**2, axis=axes) + EPS))
-
-
-def clamp_diverged(err: Any, *, threshold: float = CLAMP_THRESHOLD) -> tuple[np.ndarray, int | None]:
-    """The authors' divergence clamp on the errors of one evaluation set.
-
-    Parameters
-    ----------
-    err : array_like, shape (trajectory, step)
-        Errors ``e_i(t)`` of every trajectory of the set.
-    threshold : float
-        Divergence level (1: the prediction is as far from the truth as the truth is from zero).
-
-    Returns
-    -------
-    clamped : numpy.ndarray, shape (trajectory, step)
-        A copy of ``err`` with ``e_i(t) = 1`` for every ``i`` and every ``t ≥ t*``.
-    t_star : int or None
-        Position along the step axis of the first step at which any trajectory has ``e ≥ threshold`` or a
-        non-finite error; ``None`` if there is none.
-    """
-    err = np.array(err, dtype=np.float64)
-    if err.ndim != 2:
-        raise ValueError(f"err must have shape (trajectory, step), got {err.shape}.")
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(err) | (err >= threshold)
-    steps = np.flatnonzero(bad.any(axis=0))
-    if steps.size == 0:
-        return err, None
-    t_star = int(steps[0])
-    err[:, t_star:] = 1.0
-    return err, t_star
 
 
 # -- the evaluation sets ------------------------------------------------------------------------------------
@@ -320,44 +260,34 @@ def _model_name(model: Any) -> str:
 
 def _rollout_errors(model: Any, u: xr.DataArray, indices: np.ndarray, *, n_steps: int, batch_size: int,
                     device: Any, torch: Any) -> np.ndarray:
-    """Unclamped errors ``(len(indices), n_steps)``: the steps of :meth:`mesodyn.models.base.Model.rollout`,
-    with each prediction compared to its frame as soon as it is made, so that the device holds one frame of
-    the batch at a time (the batch's frames stay in host memory: 2-D, 32 trajectories: 0.4 GiB)."""
-    spatial = tuple(range(1, u.ndim - 1))  # grid axes of a (batch, *grid) tensor
-    out = np.empty((indices.size, n_steps), dtype=np.float64)
+    """Unclamped errors ``(len(indices), n_steps)`` of rollouts by :func:`mesodyn.rollout.rollout`, each prediction
+    compared to its frame as soon as it is made, so that the device holds one frame of the batch at a time (the
+    batch's frames stay in host memory: 2-D, 32 trajectories: 0.4 GiB). A trajectory whose state has become
+    non-finite is NaN from the next step on; the clamp has made its set's errors 1 by then."""
+    from mesodyn.rollout import guarded_step, rollout
+
+    grid_axes = u.ndim - 2
+    out = np.full((indices.size, n_steps), np.nan)
     for start in range(0, indices.size, batch_size):
         pick = indices[start:start + batch_size]
         frames = np.asarray(u.isel(sample=pick, time=slice(0, n_steps + 1)).values, dtype=np.float64)
-        den = torch.as_tensor(np.mean(frames**2, axis=tuple(d + 1 for d in spatial)) + EPS)  # (batch, time)
-        state = torch.as_tensor(frames[:, 0], dtype=torch.float32, device=device)
-        dead = torch.zeros(pick.size, dtype=torch.bool)
-        for t in range(1, n_steps + 1):
-            try:
-                with torch.no_grad():
-                    state = model.step(state)
-            except RuntimeError as exc:
-                if "grad" in str(exc):
-                    raise RuntimeError(
-                        f"the step of model {_model_name(model)!r} failed under torch.no_grad() ({exc}); a step "
-                        "that needs autograd must enable it itself with torch.enable_grad()."
-                    ) from exc
-                raise
+        den = torch.as_tensor(truth_mean_square(frames, grid_axes=grid_axes), device=device)  # (batch, time)
+
+        def record(t: int, state: Any, alive: Any, frames: np.ndarray = frames, den: Any = den,
+                   rows: slice = slice(start, start + pick.size)) -> Any:
             truth = torch.as_tensor(frames[:, t], device=device)
-            diff = state.to(torch.float64) - truth
-            err = torch.sqrt(diff.pow(2).mean(dim=spatial).cpu() / den[:, t])
-            # A trajectory that has become non-finite is recorded as NaN from the next step on and continues
-            # from zeros, so that no model sees non-finite input; the clamp has made its set's errors 1 by then.
-            err[dead] = math.nan
-            out[start:start + pick.size, t - 1] = err.numpy()
-            dead |= ~torch.isfinite(state.reshape(pick.size, -1)).all(dim=1).cpu()
-            if bool(dead.any()):
-                state = torch.where(dead.to(device).reshape((-1,) + (1,) * len(spatial)), torch.zeros_like(state),
-                                    state)
+            err = relative_rmse(state.to(torch.float64), truth, grid_axes=grid_axes, denominator=den[:, t]).cpu()
+            err[~alive.cpu()] = math.nan
+            out[rows, t - 1] = err.numpy()
+            return ~torch.isfinite(state.reshape(state.shape[0], -1)).all(dim=1)
+
+        state = torch.as_tensor(frames[:, 0], dtype=torch.float32, device=device)
+        rollout(lambda v: guarded_step(model, v), state, n_steps=n_steps, on_step=record)
     return out
 
 
 def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]], n_steps: int | None = None,
-             batch_size: int = 32, device: str = "cpu", dataset: str | None = None, label: str | None = None,
+             batch_size: int = 32, device: str = "auto", dataset: str | None = None, label: str | None = None,
              seed: int | None = None, run_dir: str | os.PathLike | None = None,
              data_path: str | os.PathLike | None = None) -> xr.Dataset:
     """Roll ``model`` out from frame 0 of every evaluation trajectory and measure the relative RMSE.
@@ -376,8 +306,8 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
         Steps of each rollout; default the whole horizon, ``n_time − 1``.
     batch_size : int
         Trajectories rolled out together.
-    device : {"cpu", "cuda", "auto"}
-        Where the rollouts run.
+    device : {"auto", "cpu", "cuda"}
+        Where the rollouts run (:func:`mesodyn.rollout.resolve_device`: the GPU when one is present).
     dataset, label, seed, run_dir, data_path : optional
         Recorded as attributes. ``dataset`` defaults to the data's own name, ``label`` (the name a table
         shows) to the model's name, ``seed`` to −1 (unknown).
@@ -394,7 +324,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     """
     import torch
 
-    from mesodyn.models import cast_module
+    from mesodyn.rollout import prepare_model
 
     if "u" not in data:
         raise ValueError("the data set has no variable 'u'.")
@@ -411,11 +341,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
         raise ValueError(f"n_steps must lie in [1, {n_time - 1}] (the data hold {n_time} frames), got {n_steps}.")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch_device = torch.device(device)
-    cast_module(model, device=torch_device, dtype=torch.float32)
-    model.eval()
+    torch_device = prepare_model(model, dtype=torch.float32, device=device)
 
     sets = evaluation_sets(n_samples, split)
     wanted = np.unique(np.concatenate([idx for idx in sets.values()])) if any(
@@ -454,7 +380,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
 
 
 def evaluate_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out_path: str | os.PathLike, *,
-                   n_steps: int | None = None, batch_size: int = 32, device: str = "cpu",
+                   n_steps: int | None = None, batch_size: int = 32, device: str = "auto",
                    label: str | None = None, dataset: str | None = None) -> Path:
     """Evaluate the model saved in ``run_dir`` on the fields file ``data_path`` and write ``out_path``.
 

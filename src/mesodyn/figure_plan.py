@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from mesodyn.registry import DATASETS, MODELS, diagnosable_models, ndim
+
 __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels"]
@@ -21,23 +23,11 @@ __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "FigureInfo", "FIGURES", "
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
 """The one matplotlib style file of every figure."""
 
-MODEL_LABELS: dict[str, str] = {
-    "speconsnet": "SpecOnsNet",
-    "classical": "classical solver",
-    "fno": "FNO",
-    "onsagernet": "OnsagerNet",
-    "res_onsagernet": "Res-OnsagerNet",
-    "speconsnet_true_v": "SpecOnsNet with true V",
-}
-"""Legend names of the registered models, as the paper names them."""
+MODEL_LABELS: dict[str, str] = {name: info.label for name, info in MODELS.items()}
+"""Legend names of the registered models, as the paper names them (:data:`mesodyn.registry.MODELS`)."""
 
-DATASET_LABELS: dict[str, str] = {
-    "allen_cahn": "Allen–Cahn 1-D",
-    "allen_cahn_2d": "Allen–Cahn 2-D",
-    "kdv": "KdV",
-    "fput": "FPUT chain",
-    "fene": "FENE chain",
-}
+DATASET_LABELS: dict[str, str] = {name: info.label for name, info in DATASETS.items()}
+"""Display names of the registered data sets (:data:`mesodyn.registry.DATASETS`)."""
 
 
 # -- the figures of the workflow: which, from which files --------------------------------------------------------------
@@ -90,8 +80,6 @@ DIAGNOSTIC_FILES: dict[str, str] = {
 """Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
 :data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
 
-# Models whose energy and Fourier operators the diagnostics read.
-_DIAGNOSED_MODELS = ("speconsnet", "speconsnet_true_v")
 # V is evaluated at about this many steps per sweep rollout (mesodyn.diagnostics.step_size_sweep): enough for a
 # smooth curve, and every step wherever a rollout is this short or shorter (where explicit Euler diverges).
 _ENERGY_POINTS = 200
@@ -118,9 +106,9 @@ def figures_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config 'figures.run' names '{run}', which is not a run of fit.models "
                           f"({', '.join(sorted(models)) or 'none'}).")
     name = models[run].get("name")
-    if name not in _DIAGNOSED_MODELS:
+    if name not in diagnosable_models():
         raise ConfigError(f"config 'figures.run' = '{run}' is a {name} model; the energy and operator figures need "
-                          f"one of {', '.join(_DIAGNOSED_MODELS)}.")
+                          f"one of {', '.join(diagnosable_models())}.")
     fitted = [(d, s) for d, r, s in fit_runs(config) if r == run]
     seed = fitted[0][1] if fitted else None
     datasets = [d for d in config.get("datasets", []) if any(d == f for f, _ in fitted)]
@@ -178,19 +166,19 @@ def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str
             options: dict[str, Any] = {}
             if name == "energy_vs_truth":
                 n_samples = None
-                options = {"dtype": "float32", "batch_size": 32 if dataset.endswith("_2d") else 256}
+                options = {"dtype": "float32", "batch_size": 32 if ndim(dataset) == 2 else 256}
             elif name == "step_size_sweep":
                 options = {"factors": settings["sweep_factors"][dataset], "horizon": None,
                            "steppers": ["euler", "stabilized"], "energy_points": _ENERGY_POINTS,
                            "dtype": "float32"}
             elif name == "energy_along_truth":
                 n_samples = _TRUTH_SAMPLES
-                options = {"batch_size": 32 if dataset.endswith("_2d") else 256}
+                options = {"batch_size": 32 if ndim(dataset) == 2 else 256}
             elif name == "energy_change_vs_dt":
                 options = {"cap": 0.2} if dataset == "fene" else {}
             elif name == "energy_order":
                 options = {"s_max_fit": 0.2} if dataset == "fene" else {}
-                if dataset.endswith("_2d"):
+                if ndim(dataset) == 2:
                     options["batch_size"] = 32
             elif name == "operator_symbols":
                 # compared with the truth where the data have energy (the modes holding 99.9 % of the test
@@ -198,7 +186,7 @@ def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str
                 options = {"k_max_fit": _FIT_ENERGY}
             elif name == "dissipation":
                 options = {"along": "rollout"}
-            if name in ("energy_change_vs_dt", "dissipation") and not dataset.endswith("_2d"):
+            if name in ("energy_change_vs_dt", "dissipation") and ndim(dataset) == 1:
                 options["local_derivative"] = "exact"   # float64 rollouts of a few 1-D fields: 2.5x cheaper
             out[(dataset, name)] = {"path": _diagnostic_path(dataset, settings, name),
                                     "run_dir": f"results/models/{dataset}/{settings['run']}/seed{settings['seed']}",
@@ -229,7 +217,7 @@ def figure_paths(figure: str, dataset: str) -> dict[str, str]:
 
 
 TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
-"""The 5-step table as an HTML page of the report (:func:`table_html`)."""
+"""The 5-step table as an HTML page of the report (:func:`mesodyn.tables.table_page`)."""
 
 
 def figure_targets(config: Mapping[str, Any]) -> list[str]:

@@ -58,6 +58,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from mesodyn._io import atomic_write  # noqa: E402
+from mesodyn.registry import MODELS, is_chain  # noqa: E402
 from mesodyn.figure_plan import (  # noqa: E402  (the workflow's plan of figures, importable without matplotlib)
     DATASET_LABELS,
     DIAGNOSTIC_FILES,
@@ -80,13 +81,11 @@ __all__ = [
     "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
     "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
     "plot_operator_symbols", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
-    "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure", "table_html",
+    "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure",
 ]
 
-_CHAINS = ("fput", "fene")
 # Colours by registered model (the style's Okabe-Ito cycle, fixed per model so every figure agrees).
-_MODEL_COLORS = {"speconsnet": "#0072B2", "classical": "#000000", "fno": "#D55E00", "onsagernet": "#009E73",
-                 "res_onsagernet": "#CC79A7", "speconsnet_true_v": "#56B4E9"}
+_MODEL_COLORS = {name: info.color for name, info in MODELS.items()}
 _STEPPER_COLORS = {"euler": "#D55E00", "stabilized": "#0072B2", "sbdf1": "#009E73", "default": "#000000"}
 _STEPPER_LABELS = {"euler": "explicit Euler (paper)", "stabilized": "stabilized (ours)", "sbdf1": "SBDF1 (paper)",
                    "default": "the model's step"}
@@ -165,7 +164,7 @@ def _g(x: float, digits: int = 3) -> str:
 
 
 def _time_label(dataset: str, what: str = "lead time") -> str:
-    if dataset in _CHAINS:
+    if is_chain(dataset):
         return rf"{what} $\tau$ (slow time, nondim.)"
     return rf"{what} $t$ (nondim.)"
 
@@ -631,7 +630,7 @@ def plot_energy_change_vs_dt(ds: xr.Dataset, *, dataset: str) -> Drawn:
     ax.set_yscale("log")
     ax.set_xticks(dts, [f"{dt:.2g}" for dt in dts])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel(r"time step $\Delta t$ (" + ("slow time, " if dataset in _CHAINS else "") + "nondim.)")
+    ax.set_xlabel(r"time step $\Delta t$ (" + ("slow time, " if is_chain(dataset) else "") + "nondim.)")
     ax.set_ylabel(r"one-step energy change $|V(u^{s+1}) - V(u^{s})|$" + "\n(model units)")
     ax.legend(loc="upper left")
     stepper = str(ds.attrs.get("stepper", ""))
@@ -893,51 +892,3 @@ def make_figure(figure: str, dataset: str, inputs: Mapping[str, Any], *, pdf: st
                   "finding": drawn.finding}
         atomic_write(numbers, (json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode())
     return drawn
-
-
-# -- the 5-step table as a page of the report -----------------------------------------------------------------------
-def _inline(text: str) -> str:
-    """HTML of one line of the table's Markdown: escaped, ``**bold**`` and ``` `code` ```."""
-    import html
-    import re
-
-    out = html.escape(text, quote=False)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
-def table_html(markdown: str, *, title: str = "Relative RMSE at steps 1-5") -> str:
-    """A self-contained HTML page of the table's Markdown (:func:`mesodyn.tables.write_table`): its paragraphs and
-    its pipe table, in order; HTML comments (the provenance line) are kept as comments."""
-    import html
-
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;white-space:nowrap}"
-             "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}</style>", "</head>", "<body>"]
-    rows: list[list[str]] = []
-
-    def flush() -> None:
-        if not rows:
-            return
-        header, body = rows[0], [r for r in rows[1:] if not all(set(c.strip()) <= set(":-") for c in r)]
-        parts.append("<table>")
-        parts.append("<tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in header) + "</tr>")
-        parts.extend("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in r) + "</tr>" for r in body)
-        parts.append("</table>")
-        rows.clear()
-
-    for line in markdown.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|") and stripped.endswith("|"):
-            rows.append(stripped[1:-1].split("|"))
-            continue
-        flush()
-        if stripped.startswith("<!--") and stripped.endswith("-->"):
-            parts.append(stripped)
-        elif stripped:
-            parts.append(f"<p>{_inline(stripped)}</p>")
-    flush()
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)

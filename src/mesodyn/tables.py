@@ -36,16 +36,15 @@ import xarray as xr
 from mesodyn._io import atomic_write
 from mesodyn.evaluation import SETS, combine_seeds
 from mesodyn.provenance import provenance_attrs
+from mesodyn.registry import DATASETS, MODELS
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
-           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "format_sig"]
+           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
 
-PAPER_DATASETS: dict[str, str] = {
-    "ac": "allen_cahn", "kdv": "kdv", "ckdv": "fput", "fene_v2": "fene", "ac_2d": "allen_cahn_2d",
-}
-"""The authors' data-set names -> ours."""
+PAPER_DATASETS: dict[str, str] = {info.published: name for name, info in DATASETS.items() if info.published}
+"""The authors' data-set names -> ours (:data:`mesodyn.registry.DATASETS`)."""
 
 PAPER_MODELS: dict[str, str] = {
     "s_onsagernet": "speconsnet", "fno": "fno", "onsagernet1d_lowrank": "onsagernet",
@@ -54,8 +53,8 @@ PAPER_MODELS: dict[str, str] = {
 """The authors' model names -> ours (besides the classical rows and the ``*_realV`` rows, see
 :func:`paper_model_name`)."""
 
-DATASET_ORDER = ("allen_cahn", "kdv", "fput", "fene", "allen_cahn_2d")
-MODEL_ORDER = ("speconsnet", "classical", "fno", "onsagernet", "res_onsagernet", "speconsnet_true_v")
+DATASET_ORDER = tuple(DATASETS)
+MODEL_ORDER = tuple(MODELS)
 
 
 def paper_model_name(paper_dataset: str, paper_model: str) -> str:
@@ -238,30 +237,45 @@ def set_difficulty(table: pd.DataFrame, *, step: int | None = None) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def _grid_markdown(frame: pd.DataFrame, column: str, cell) -> list[str]:
-    """Markdown table lines: one row per data set of ``frame`` (in its order), one column per value of
-    ``frame[column]`` (in order of appearance), ``cell(row)`` in each (a row tuple of ``frame``), "–" where none."""
+def _grid_frame(frame: pd.DataFrame, column: str, cell) -> pd.DataFrame:
+    """One row per data set of ``frame`` (in its order), one column per value of ``frame[column]`` (in order of
+    appearance), ``cell(row)`` in each (a row tuple of ``frame``), "–" where none."""
     columns = list(dict.fromkeys(frame[column]))
-    lines = [f"| data | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
-    for dataset, rows in frame.groupby("dataset", sort=False):
-        by = {getattr(r, column): r for r in rows.itertuples()}
-        lines.append(f"| {dataset} | {' | '.join(cell(by[c]) if c in by else '–' for c in columns)} |")
-    return lines
+    rows = []
+    for dataset, group in frame.groupby("dataset", sort=False):
+        by = {getattr(r, column): r for r in group.itertuples()}
+        rows.append({"data": dataset, **{c: cell(by[c]) if c in by else "–" for c in columns}})
+    return pd.DataFrame(rows, columns=["data", *columns])
 
 
-def _difficulty_markdown(table: pd.DataFrame) -> str:
+def _grid_markdown(grid: pd.DataFrame) -> list[str]:
+    """Markdown table lines of a :func:`_grid_frame`."""
+    lines = [f"| {' | '.join(grid.columns)} |", "|---" * grid.shape[1] + "|"]
+    return lines + [f"| {' | '.join(str(v) for v in row)} |" for row in grid.itertuples(index=False)]
+
+
+def _section_markdown(section: tuple[str, str, pd.DataFrame] | None) -> str:
+    """A section after the table (heading, text, grid) as Markdown; empty without one."""
+    if section is None:
+        return ""
+    heading, text, grid = section
+    return f"\n**{heading}** {text}\n\n" + "\n".join(_grid_markdown(grid)) + "\n"
+
+
+def _difficulty_section(table: pd.DataFrame) -> tuple[str, str, pd.DataFrame] | None:
     diff = set_difficulty(table)
     if diff.empty:
-        return ""
-    lines = _grid_markdown(diff, "model", lambda r: f"{r.ratio:.2f}")
+        return None
     step = int(diff["step"].iloc[0])
-    return (f"\n**Evaluation-set difficulty at step {step}.** Our mean error on the held-out set divided by our mean "
+    return (f"Evaluation-set difficulty at step {step}.",
+            "Our mean error on the held-out set divided by our mean "
             "error on the paper's 10 trajectories, same model and seeds. The classical row is not trained, so its "
             "ratio is the effect of the trajectories alone; where it is above 1, a ratio to the published number "
-            "measured on the held-out set is inflated by about that factor.\n\n" + "\n".join(lines) + "\n")
+            "measured on the held-out set is inflated by about that factor.",
+            _grid_frame(diff, "model", lambda r: f"{r.ratio:.2f}"))
 
 
-BASELINES = ("fno", "onsagernet", "res_onsagernet")
+BASELINES = tuple(name for name, info in MODELS.items() if info.role == "baseline")
 
 
 def baseline_margin(table: pd.DataFrame, *, model: str = "speconsnet", step: int | None = None) -> pd.DataFrame:
@@ -301,17 +315,25 @@ def _format_margin(x: float) -> str:
     return f"{x:.1f}" if math.isfinite(x) else "–"
 
 
+def _difficulty_markdown(table: pd.DataFrame) -> str:
+    return _section_markdown(_difficulty_section(table))
+
+
 def _margin_markdown(table: pd.DataFrame) -> str:
+    return _section_markdown(_margin_section(table))
+
+
+def _margin_section(table: pd.DataFrame) -> tuple[str, str, pd.DataFrame] | None:
     margin = baseline_margin(table)
     if margin.empty:
-        return ""
-    lines = _grid_markdown(margin, "baseline", lambda r: f"{_format_margin(r.ours)} / {_format_margin(r.published)}")
+        return None
     step = int(margin["step"].iloc[0])
-    return (f"\n**SpecOnsNet against the baselines at step {step}.** A baseline's mean error over SpecOnsNet's (above 1: "
+    return (f"SpecOnsNet against the baselines at step {step}.",
+            "A baseline's mean error over SpecOnsNet's (above 1: "
             "SpecOnsNet is better). First: our baseline over our SpecOnsNet on the held-out set (our baselines may "
             "have had smaller budgets: see the training column). Second: the published baseline, which its authors "
-            "trained with the paper's recipe (early stopping, at most 10 000 epochs), over our SpecOnsNet on the same 10 trajectories (the paper set).\n\n"
-            + "\n".join(lines) + "\n")
+            "trained with the paper's recipe (early stopping, at most 10 000 epochs), over our SpecOnsNet on the same 10 trajectories (the paper set).",
+            _grid_frame(margin, "baseline", lambda r: f"{_format_margin(r.ours)} / {_format_margin(r.published)}"))
 
 
 # -- formatting -----------------------------------------------------------------------------------------------
@@ -403,6 +425,40 @@ def _caption(table: pd.DataFrame) -> str:
     )
 
 
+_PAGE_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse}"
+               "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;white-space:nowrap}"
+               "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """The tidy table of :func:`rel_rmse_table` back from its CSV (empty texts as "", not NaN)."""
+    table = pd.read_csv(path)
+    text = [column for column in table.columns if not pd.api.types.is_numeric_dtype(table[column])]
+    table[text] = table[text].fillna("")
+    return table
+
+
+def table_page(table: pd.DataFrame, *, title: str | None = None) -> str:
+    """The table of :func:`write_table` as a self-contained HTML page for the report, made by pandas
+    (:meth:`pandas.DataFrame.to_html`): the provenance comment, the caption, the table and the sections after it
+    (evaluation-set difficulty, the margin over the baselines), the same cells as the Markdown file."""
+    import html
+
+    steps = int(table["step"].max())
+    prov = provenance_attrs({"table": f"rel_rmse_first{steps}"})
+    title = title or f"Relative RMSE at steps 1-{steps}"
+    parts = [f"<!-- mesodyn {prov['mesodyn_version']}, commit {prov['git_commit']} -->",
+             f"<p><strong>Table: relative RMSE, first {steps} steps.</strong> {html.escape(_caption(table))}</p>",
+             _display_frame(table, latex=False).to_html(index=False, border=0)]
+    for section in (_difficulty_section(table), _margin_section(table)):
+        if section is not None:
+            heading, text, grid = section
+            parts += [f"<p><strong>{html.escape(heading)}</strong> {html.escape(text)}</p>",
+                      grid.to_html(index=False, border=0)]
+    head = f'<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n<style>{_PAGE_STYLE}</style>\n</head>'
+    return "\n".join(["<!DOCTYPE html>", '<html lang="en">', head, "<body>", *parts, "</body>", "</html>", ""])
+
+
 def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, *, steps: int | None = None) -> dict[str, Path]:
     """Write ``table`` (from :func:`rel_rmse_table`) as ``rel_rmse_first{steps}.csv``, ``.md`` and ``.tex``.
 
@@ -426,8 +482,8 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, *, steps: int |
 
     md = _display_frame(table, latex=False)
     md_text = (f"<!-- {stamp} -->\n\n**Table: relative RMSE, first {steps} steps.** {caption}\n\n"
-               + md.to_markdown(index=False, disable_numparse=True) + "\n" + _difficulty_markdown(table)
-               + _margin_markdown(table))
+               + md.to_markdown(index=False, disable_numparse=True) + "\n"
+               + _difficulty_markdown(table) + _margin_markdown(table))
     atomic_write(paths["md"], md_text.encode())
 
     tex = _display_frame(table, latex=True)

@@ -10,6 +10,7 @@ os.environ.update(
 )
 
 from mesodyn.config import ConfigError, fit_runs, validate_config
+from mesodyn.registry import DATASETS, is_chain, ndim
 
 try:
     config.update(validate_config(config))
@@ -17,7 +18,9 @@ except ConfigError as exc:
     sys.stderr.write(f"mesodyn: {exc}\n")
     sys.exit(1)
 
-CHAINS = ("fput", "fene")
+# wildcard constraints of the data rules: the registry's chains are simulated, its other data sets solved
+CHAIN_DATASETS = "|".join(name for name in DATASETS if is_chain(name))
+PDE_DATASETS = "|".join(name for name in DATASETS if not is_chain(name))
 
 
 def data_targets():
@@ -25,7 +28,7 @@ def data_targets():
     targets = []
     for name in config["datasets"]:
         targets.append(f"results/data/{name}.nc")
-        if name in CHAINS:
+        if is_chain(name):
             targets.append(f"results/micro/{name}.nc")
     return targets
 

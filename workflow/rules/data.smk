@@ -14,7 +14,7 @@ rule simulate_chain:
     benchmark:
         "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
-        dataset="fput|fene",
+        dataset=CHAIN_DATASETS,
     # data first: every fit can start once its data exist, so the long 2-D fits do not end up last
     priority: 10
     conda:

@@ -28,7 +28,7 @@ rule evaluate:
         mem_mb=evaluate_mem_mb,
         runtime=data_runtime,
     params:
-        batch_size=lambda wildcards: 8 if wildcards.dataset.endswith("_2d") else 32,
+        batch_size=lambda wildcards: 8 if ndim(wildcards.dataset) == 2 else 32,
     script:
         "../scripts/evaluate.py"
 

@@ -6,7 +6,7 @@ rule solve_pde:
     benchmark:
         "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
-        dataset="kdv|allen_cahn|allen_cahn_2d",
+        dataset=PDE_DATASETS,
     # data first: every fit can start once its data exist, so the long 2-D fits do not end up last
     priority: 10
     conda:

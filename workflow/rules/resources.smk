@@ -4,11 +4,6 @@
 import math
 
 
-def is_chain(dataset):
-    """Whether the config generates ``dataset`` from a microscopic chain (its data keys name the chain's sites)."""
-    return "n_sites" in config.get("data", {}).get(dataset, {})
-
-
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
     grid points, plus the chain-site field of the chains. The files on disk are zlib-compressed to about 0.8 x.
@@ -24,7 +19,7 @@ def fields_mb(dataset):
         points = config["coarse"]["n_grid"] + params["n_sites"]
     else:
         frames = round(params["t_final"] / (params["dt"] * params["save_every"])) + 1
-        points = params["n_grid"] ** (2 if dataset.endswith("_2d") else 1)
+        points = params["n_grid"] ** ndim(dataset)
     return params["n_samples"] * frames * points * 8 / 1e6
 
 

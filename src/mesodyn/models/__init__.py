@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from mesodyn.models.configs import GRID_KEYS, ModelConfig
-from mesodyn.registry import DATASETS, MODELS, import_object, model_info
+from mesodyn.registry import DATASETS, MODELS, Capabilities, import_object, model_info
 
 __all__ = ["build_model", "check_model_config", "config_for_data", "with_grid", "load_model", "model_class", "config_class",
-           "cast_module", "MODELS"]
+           "cast_module", "capabilities", "MODELS"]
 
 
 def config_class(name: Any) -> type[ModelConfig]:
@@ -125,3 +125,17 @@ def load_model(path: str | os.PathLike, *, builder=None, device: str = "cpu", we
     cast_module(model, device=resolve_device(device), dtype=dtype)
     model.load_state_dict(state)
     return model.eval()
+
+
+def capabilities(model: Any) -> Capabilities:
+    """What ``model`` offers beyond ``step``: what a model of the interface declares
+    (:attr:`mesodyn.models.base.Model.capabilities`). An object outside the interface (a stand-in with ``step`` and
+    perhaps ``energy``) declares nothing, so its methods are read here, once, for every caller."""
+    declared = getattr(type(model), "capabilities", None)
+    if isinstance(declared, property):
+        return model.capabilities
+    return Capabilities(energy=callable(getattr(model, "energy", None)),
+                        operators=getattr(model, "operators", None) is not None
+                        and getattr(model, "grid", None) is not None,
+                        dissipation=callable(getattr(model, "dissipation_rate", None)),
+                        steppers=())

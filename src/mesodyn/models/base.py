@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mesodyn.models.configs import ModelConfig
+from mesodyn.registry import MODELS, Capabilities
 
 __all__ = ["Model"]
 
@@ -44,6 +45,13 @@ class Model(nn.Module, abc.ABC):
     @property
     def name(self) -> str:
         return self.config_class.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model offers beyond :meth:`step` (energy, operators, dissipation, steppers), as its registry
+        entry declares it (:data:`mesodyn.registry.MODELS`); a model outside the registry declares nothing."""
+        info = MODELS.get(self.name)
+        return Capabilities() if info is None else info.capabilities
 
     @property
     def dt(self) -> float:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from mesodyn.rollout import resolve_device  # the one device rule, shared with evaluation and diagnostics
+
 __all__ = ["TrainConfig", "train_settings", "resolve_device"]
 
 
@@ -173,14 +175,3 @@ def train_settings(fit_config: Mapping[str, Any], *, dataset: str, seed: int, ru
     settings = {**fit_config.get("train", {}), **override, **own, "seed": int(seed)}
     TrainConfig.from_dict(settings)  # fail while building the DAG, not in the middle of a job
     return settings
-
-
-def resolve_device(device: str):
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA device is available; use 'auto' or 'cpu'.")
-    return torch.device(device)
