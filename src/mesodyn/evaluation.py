@@ -77,7 +77,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from mesodyn.fields import dataset_name, grid_from_data, write_netcdf
+from mesodyn.fields import cf_units, data_units, dataset_name, grid_from_data, write_netcdf
 from mesodyn.metrics import CLAMP_THRESHOLD, EPS, clamp_diverged, relative_rmse, truth_mean_square
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
@@ -409,8 +409,9 @@ def evaluate_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out
     with xr.open_dataset(data_path, engine="netcdf4") as data:
         ds = evaluate(model, data, split=split, n_steps=n_steps, batch_size=batch_size, device=device,
                       dataset=dataset, label=label, seed=seed, run_dir=run_dir, data_path=data_path)
+        units = data_units(data)
     ds.attrs.update(budget)
-    return write_netcdf(ds, out_path)
+    return write_netcdf(cf_units(ds, units), out_path)
 
 
 def training_budget(summary: Mapping[str, Any], *, n_train: int) -> dict[str, Any]:

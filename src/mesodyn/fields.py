@@ -18,7 +18,7 @@ import xarray as xr
 from mesodyn._io import atomic_path
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
-__all__ = ["FieldsContractError", "cf_attrs", "write_netcdf", "write_fields", "read_fields", "validate_fields", "grid_from_data",
+__all__ = ["FieldsContractError", "cf_attrs", "cf_units", "data_units", "write_netcdf", "write_fields", "read_fields", "validate_fields", "grid_from_data",
            "dataset_name"]
 
 PROVENANCE_KEYS = ("mesodyn_version", "git_commit", "config")
@@ -56,6 +56,47 @@ def cf_attrs(ds: xr.Dataset) -> xr.Dataset:
     for name, axis in AXES.items():
         if name in ds.coords and ds[name].ndim == 1 and name in ds[name].dims:
             ds[name].attrs = {**ds[name].attrs, "axis": axis}
+    return ds
+
+
+_DATA_UNIT = {"time unit of the data": "time", "unit of u": "u"}
+_ENERGY_UNITS = ("model energy unit", "model energy unit / time", "model energy unit per unit volume",
+                 "energy unit of the data")
+
+
+def data_units(data: xr.Dataset | None) -> dict[str, str] | None:
+    """The units of the data's time, length and field (CF ``units`` of ``time``, ``x`` and ``u``), or ``None``."""
+    if data is None:
+        return None
+    return {key: str(data[name].attrs.get("units", "")) for key, name in (("time", "time"), ("length", "x"),
+                                                                           ("u", "u")) if name in data.variables}
+
+
+def cf_units(ds: xr.Dataset, units: dict[str, str] | None) -> xr.Dataset:
+    """Replace the diagnostics' descriptive units ("time unit of the data", "model energy unit", ...) by UDUNITS
+    strings, as CF asks: the data's own units where the quantity is the data's, and ``1`` for the energies when the
+    data are dimensionless (every data set of the paper). Where a unit cannot be written (no data, or dimensional data
+    and an energy in the model's gauge), ``units`` is left out and the description kept as ``comment``."""
+    units = units or {}
+    dimensionless = bool(units) and all(value == "1" for value in units.values())
+    for name in list(ds.variables):
+        described = ds[name].attrs.get("units")
+        if not isinstance(described, str):
+            continue
+        if described in _DATA_UNIT:
+            value = units.get(_DATA_UNIT[described])
+        elif described == "1 / length unit of the data":
+            length = units.get("length")
+            value = None if not length else ("1" if length == "1" else f"1/({length})")
+        elif described in _ENERGY_UNITS:
+            value = "1" if dimensionless else None
+        else:
+            continue
+        attrs = {k: v for k, v in ds[name].attrs.items() if k != "units"}
+        attrs["comment"] = f"in the {described}" if "comment" not in attrs else f"{attrs['comment']}; {described}"
+        if value:
+            attrs["units"] = value
+        ds[name].attrs = attrs
     return ds
 
 

@@ -15,7 +15,7 @@ import xarray as xr
 from mesodyn.diagnostics.energy import energy_along_truth, energy_order, energy_vs_truth
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
-from mesodyn.fields import dataset_name, write_netcdf
+from mesodyn.fields import cf_units, data_units, dataset_name, write_netcdf
 from mesodyn.provenance import to_netcdf_attrs
 from mesodyn.registry import true_energy_system
 
@@ -140,4 +140,9 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
                 options["system"] = system
             ds = fn(model, data, samples=samples, **options)
     ds.attrs.update(to_netcdf_attrs(extra))
-    return write_diagnostic(ds, out_path)
+    if data_path is None:
+        units = None
+    else:
+        with xr.open_dataset(data_path, engine="netcdf4") as data:
+            units = data_units(data)
+    return write_diagnostic(cf_units(ds, units), out_path)
