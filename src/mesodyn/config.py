@@ -240,10 +240,14 @@ def _check_training(config: Mapping[str, Any], dataset: str, run: str | None, *,
     if dataset in data and isinstance(params, Mapping) and "n_samples" in params:
         n = int(params["n_samples"])
         sizes = split_sizes(n, settings.split)
-        if min(sizes) < 1:
-            part = ("train", "validation", "test")[sizes.index(min(sizes))]
+        counts = "/".join(map(str, sizes))
+        if min(sizes[:2]) < 1:
+            part = "train" if sizes[0] < 1 else "validation"
             raise ConfigError(f"{where}: split {list(settings.split)} leaves the {part} part of "
-                              f"data.{dataset}.n_samples = {n} trajectories empty ({'/'.join(map(str, sizes))}).")
+                              f"data.{dataset}.n_samples = {n} trajectories empty ({counts}).")
+        if sizes[2] < 1:  # a fit still runs; its evaluation has no held-out trajectory
+            logger.warning("%s: split %s leaves the test part of data.%s.n_samples = %d trajectories empty (%s): "
+                           "nothing is evaluated on held-out data.", where, list(settings.split), dataset, n, counts)
         frames = _frames(dataset, params)
         if frames is not None and settings.window > frames:
             raise ConfigError(f"{where}: window = {settings.window} is longer than the {frames} frames that "
@@ -312,10 +316,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         with open(path) as fh:
             raw = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read ({type(exc).__name__}).") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or type(exc).__name__}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (not UTF-8), so not YAML.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

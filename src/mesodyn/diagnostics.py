@@ -56,7 +56,7 @@ import xarray as xr
 
 from mesodyn.continuum.invariants import allen_cahn_energy, kdv_hamiltonian
 from mesodyn.evaluation import EPS
-from mesodyn.fields import dataset_name, grid_from_data, write_netcdf
+from mesodyn.fields import check_fields, contract_of, dataset_name, grid_from_data, open_fields, write_netcdf
 from mesodyn.onsager.gauge import fit_affine, gauge_invariant_symbols, symbol_fit
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 from mesodyn.registry import DATASETS
@@ -1145,7 +1145,8 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
     if kind == "operator_symbols":
         fit_rule = None
         if data_path is not None:
-            with xr.open_dataset(data_path, engine="netcdf4") as data:
+            with open_fields(data_path) as data:
+                check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
                 if "system" not in options:
                     options["system"] = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
                 if isinstance(options.get("k_max_fit"), str):
@@ -1166,7 +1167,9 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
         split = json.loads((run_dir / "split.json").read_text())
         test = sorted(int(i) for i in split["test"])
         samples = test if n_samples is None else test[: int(n_samples)]
-        with xr.open_dataset(data_path, engine="netcdf4") as data:
+        with open_fields(data_path) as data:
+            # true data that are not finite would be read as the model's failure
+            check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=samples)
             if kind == "energy_vs_truth" and "system" not in options:
                 system = _SYSTEM_OF_DATASET.get(dataset_name(data) or "")
                 if system is None:
