@@ -272,7 +272,7 @@ def _overridden(assignments: Sequence[str], fit: Mapping[str, Any], *, dataset: 
         level = [prefix for prefix, _ in layers].index(section) if section in [p for p, _ in layers] else None
         if level is None:
             continue
-        for prefix, values in layers[level + 1:]:
+        for prefix, values in reversed(layers[level + 1:]):  # the most specific one is what the fit uses
             if name in values:
                 out.append(f"--set {item} does not apply to this fit: {prefix}.{name} = {values[name]!r} "
                            f"overrides it (set that key instead).")

@@ -132,9 +132,10 @@ def evaluate_run_files(run_dir: str | os.PathLike, data_path: str | os.PathLike,
     from mesodyn.evaluation import evaluate_files
 
     n = set_threads(threads)
-    logger.info("evaluating %s on %s (%s) with %d thread(s)", run_dir, data_path, label, n)
+    # logged when done: a file that fails the data check is then its only line
     evaluate_files(run_dir, data_path, out_path, batch_size=batch_size, label=label, dataset=dataset)
-    logger.info("wrote %s", out_path)
+    logger.info("evaluated %s on %s (%s, %s) with %d thread(s): wrote %s", run_dir, data_path, label, dataset, n,
+                out_path)
 
 
 def table_files(metric_files, *, out_dir: str | os.PathLike, steps: int = 5) -> None:
