@@ -11,7 +11,6 @@ import copy
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +98,10 @@ def _config_cases():
     for key, value in keys:
         leaf = key.split(".")[-1]
         cases.append((f"key:{key}={value!r}", "solve", _with(key, value), [], leaf))
+    return cases + _consistency_and_fit_cases()
+
+
+def _consistency_and_fit_cases():
     consistency = [  # several keys together
         ("kdv_modes_above_slots", {"data.kdv.n_modes": 5}, "solve", "n_modes = 5 exceeds"),
         ("kdv_short_t_final", {"data.kdv.t_final": 1e-4}, "solve", "shorter than one saved interval"),
@@ -120,6 +123,7 @@ def _config_cases():
         ("coarse_nyquist", {"coarse.n_grid": 10}, "simulate", "coarse.n_grid"),
         ("fene_modes", {"data.fene.n_modes": 7}, "simulate_fene", "n_modes (7)"),
     ]
+    cases = []
     for name, changes, command, frag in consistency:
         config = copy.deepcopy(TINY)
         for key, value in changes.items():
@@ -262,7 +266,7 @@ DATA_CASES = [
     ("truncated", _raw(None, keep=600), "cannot be read"),
     ("corrupted_header", _raw(None, keep=-1), "cannot be read as netCDF"),
     ("missing_file", ("missing",), "does not exist"),
-    ("directory", ("directory",), "does not exist"),
+    ("directory", ("directory",), "is a folder"),
     # a user data set (no registered name): the user contract, still strict on what a model needs
     ("user_uint8", lambda ds: _user(ds).assign(u=(ds.u > 0).astype("uint8")), "uint8"),
     ("user_no_time", lambda ds: _user(ds).drop_vars("time"), "coordinate 'time' is missing"),

@@ -65,6 +65,8 @@ def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
 def open_fields(path: str | os.PathLike) -> xr.Dataset:
     """Open a fields file lazily (close it, or use it in a ``with`` block); a file that is missing or not
     netCDF is a :class:`FieldsContractError` naming it."""
+    if Path(path).is_dir():
+        raise FieldsContractError(f"fields file {path} is a folder, not a netCDF file.")
     if not Path(path).is_file():
         raise FieldsContractError(f"fields file {path} does not exist.")
     try:
