@@ -18,6 +18,7 @@ import xarray as xr
 import yaml
 
 from mesodyn.cli import main
+from mesodyn.config import ConfigError, validate_config
 from mesodyn.fields import FieldsContractError, check_fields, write_fields, write_netcdf
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -457,12 +458,14 @@ def test_a_set_overridden_by_a_more_specific_key_says_so(tmp_path, capsys, valid
 def test_fit_checks_only_its_own_run_and_data_set(tmp_path, valid):
     """A run on another data set with settings that a --set breaks does not stop this fit (it once did)."""
     config = _merge(TINY, "fit.models.other", {"name": "fno", "n_modes": 4, "hidden_channels": 4})
-    config = _merge(config, "fit.datasets.fput", {"models": ["other"], "warmup_epochs": 1})
+    config = _merge(config, "fit.datasets.fput", {"models": ["other"], "warmup_epochs": 5})
     config["datasets"] = ["kdv", "fput"]
+    with pytest.raises(ConfigError, match="run 'other' on data set 'fput'"):
+        validate_config(config)  # the workflow fits it: stopped at start-up
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["fit", str(valid["data"]), "--model", "fno", "--config", str(path), "--out",
-                 str(tmp_path / "run")]) == 0  # warmup_epochs 1 with max_epochs 2 is fine; fput is not used
+                 str(tmp_path / "run")]) == 0  # this fit uses neither the run 'other' nor fput
 
 
 def test_plausibility_warnings_reach_the_log(valid, caplog):
@@ -521,3 +524,36 @@ def test_corpus_size():
     """The issue's corpus: at least 96 bad configs and 49 bad data files."""
     assert len(CONFIG_CASES) >= 96
     assert len(DATA_CASES) >= 49
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"data.kdv.n_samples": 1}, "leaves the train part of data.kdv.n_samples = 1 trajectories empty"),
+    ({"data.kdv.n_samples": 3}, "leaves the validation part of data.kdv.n_samples = 3 trajectories empty (2/0/1)"),
+    ({"data.kdv.n_samples": 3, "fit.train.split": [0.1, 0.6, 0.3]}, "leaves the train part"),
+    ({"fit.train.window": 20}, "window = 20 is longer than the 11 frames that data.kdv produces"),
+    ({"fit.datasets.kdv": {"window": 12}}, "longer than the 11 frames"),
+])
+def test_workflow_start_up_checks_the_limits_of_every_job(changes, fragment):
+    config = copy.deepcopy(TINY)
+    for key, value in changes.items():
+        config = _merge(config, key, value)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_workflow_start_up_warns_where_a_job_may_still_run(caplog):
+    with caplog.at_level("WARNING", logger="mesodyn.config"):
+        validate_config(_merge(TINY, "data.kdv.n_samples", 2))  # 1/1/0: fits, but nothing held out
+    assert "leaves the test part of data.kdv.n_samples = 2 trajectories empty" in caplog.text
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_gpu = False
+    if not has_gpu:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mesodyn.config"):
+            validate_config(_merge(TINY, "fit.train.device", "cuda"))  # a GPU node may run the fits
+        assert "no CUDA device" in caplog.text
