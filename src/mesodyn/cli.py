@@ -161,7 +161,9 @@ def _override(config: dict, assignments: Sequence[str]) -> dict:
             raise ConfigError(f"--set {item}: the value {value!r} is not valid YAML.") from None
         node = config
         for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or a YAML key left empty (`fit:`)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item}: config key '{'.'.join(parts[:depth + 1])}' is not a section "
                                   f"(it holds {node!r}).")
