@@ -14,7 +14,8 @@ from mesodyn.pipeline import simulate_chain_files
 def test_files_byte_identical_across_thread_counts(tmp_path, name, monkeypatch):
     monkeypatch.setenv("MESODYN_GIT_COMMIT", "pinned")
     config = validate_config({"progress": False, "micro": {"keep": 3},
-                              "data": {name: {"n_samples": 5, "t_final": 0.02, "save_every": 10}}})
+                              "data": {name: {"n_samples": 5, "t_final": 0.02, "save_every": 10}}},
+                             data=[name], fits=())  # what `mesodyn simulate` checks: 5 trajectories fit no split
     outputs = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         out = tmp_path / f"t{threads}"

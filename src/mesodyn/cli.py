@@ -12,15 +12,18 @@ Examples
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mesodyn.config import ConfigError
+from mesodyn.fields import FieldsContractError
 from mesodyn.registry import DATASETS, is_chain
 
-__all__ = ["main"]
+__all__ = ["main", "CommandLineError"]
 
 CHAINS = tuple(name for name in DATASETS if is_chain(name))
 PDES = tuple(name for name in DATASETS if not is_chain(name))
@@ -29,10 +32,43 @@ CONFIG_HELP = ("workflow config file (YAML); default: config/config.yaml of the 
                "snakemake reads it), else the built-in defaults, the paper's settings")
 
 
+class CommandLineError(ValueError):
+    """A mistake in a command's arguments or files, described in one sentence."""
+
+
+# The user's mistakes: each is one sentence on stderr and exit status 2. Anything else is a bug and keeps its
+# traceback.
+USER_ERRORS = (ConfigError, FieldsContractError, CommandLineError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one sentence through the CLI's one error path (not usage plus message)."""
+
+    def error(self, message: str):
+        raise CommandLineError(f"{self.prog}: {message}")
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     from mesodyn import __version__
 
-    parser = argparse.ArgumentParser(prog="mesodyn", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="mesodyn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="simulate a microscopic chain data set and coarse-grain it")
@@ -40,14 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", default=None, help=CONFIG_HELP)
     sim.add_argument("--out", required=True, help="fields file to write (netCDF)")
     sim.add_argument("--micro", default=None, help="microscopic trajectories file to write (netCDF)")
-    sim.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    sim.add_argument("--threads", type=POSITIVE, default=None, help="threads (default: all cores)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set data.fput.n_samples=8 (repeatable)")
     solve = sub.add_parser("solve", help="solve a continuum PDE data set with our pseudo-spectral solvers")
     solve.add_argument("dataset", choices=PDES)
     solve.add_argument("--config", default=None, help=CONFIG_HELP)
     solve.add_argument("--out", required=True, help="fields file to write (netCDF)")
-    solve.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    solve.add_argument("--threads", type=POSITIVE, default=None, help="threads (default: all cores)")
     solve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set data.kdv.scheme=etdrk4 (repeatable)")
     fit = sub.add_parser("fit", help="train one model on one fields file (any registered model)")
@@ -56,8 +92,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="a run name of the config's fit.models, or a registered model name (speconsnet, fno, ...)")
     fit.add_argument("--out", required=True, help="run folder to write (weights.pt, model.json, history.csv, ...)")
     fit.add_argument("--config", default=None, help=CONFIG_HELP)
-    fit.add_argument("--seed", type=int, default=None, help="training seed (default: the first of fit.seeds)")
-    fit.add_argument("--threads", type=int, default=None, help="threads (default: fit.threads)")
+    fit.add_argument("--dataset", default=None,
+                     help="the data set the file holds (default: its 'dataset' attribute; checked against it)")
+    fit.add_argument("--seed", type=NON_NEGATIVE, default=None, help="training seed (default: the first of fit.seeds)")
+    fit.add_argument("--threads", type=POSITIVE, default=None, help="threads (default: fit.threads)")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set fit.train.max_epochs=50 or "
                           "--set fit.models.fno.n_modes=16 (repeatable)")
@@ -65,16 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder written by fit (model.json, weights.pt, split.json)")
     ev.add_argument("data", help="the fields file the model was fitted on")
     ev.add_argument("--out", required=True, help="metrics file to write (netCDF)")
+    ev.add_argument("--dataset", default=None,
+                    help="the data set the file holds, as tables name it (default: its 'dataset' attribute)")
     ev.add_argument("--label", default=None, help="model label in tables (default: the model's name)")
-    ev.add_argument("--batch-size", type=int, default=32, help="trajectories per rollout batch")
-    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--batch-size", type=POSITIVE, default=32, help="trajectories per rollout batch")
+    ev.add_argument("--threads", type=POSITIVE, default=1)
     table = sub.add_parser("table", help="the paper's table (steps 1-5) from metrics files, as CSV, Markdown, LaTeX")
     table.add_argument("metrics", nargs="+", help="metrics files written by evaluate")
     table.add_argument("--out", required=True, help="folder for rel_rmse_first5.csv/.md/.tex")
-    table.add_argument("--steps", type=int, default=5)
+    table.add_argument("--steps", type=POSITIVE, default=5)
     study = sub.add_parser("study", help="numerical studies (printed as Markdown tables)")
     study.add_argument("topic", choices=["chains"], help="chains: substep convergence and interpolation error")
-    study.add_argument("--samples", type=int, default=8)
+    study.add_argument("--samples", type=POSITIVE, default=8)
     return parser
 
 
@@ -89,6 +129,32 @@ def _study_chains(n_samples: int) -> None:
     for sites in (128, 209):
         print()
         print(interpolation_error(sites).to_markdown(index=False, floatfmt=".3g"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake is one sentence on stderr and exit status 2, with nothing written."""
+    try:
+        args = _parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except USER_ERRORS as exc:
+        message = " ".join(str(exc).split()).rstrip(".")
+        print(f"mesodyn: {message}.", file=sys.stderr)
+        return 2
+
+
+def _study(args: argparse.Namespace) -> int:
+    _study_chains(args.samples)
+    return 0
+
+
+def _config(args: argparse.Namespace, **scope: Any) -> dict:
+    """``--config`` with the ``--set`` overrides, validated for what the command uses (``scope``: the keywords of
+    :func:`mesodyn.config.validate_config`)."""
+    from mesodyn.config import read_config_file, validate_config
+
+    path = config_path(args.config)
+    raw = read_config_file(path) if path is not None else {}
+    return validate_config(_override(raw, args.set), **scope)
 
 
 def config_path(given: str | None) -> Path | None:
@@ -108,13 +174,22 @@ def _override(config: dict, assignments: Sequence[str]) -> dict:
 
     for item in assignments:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}.")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set expects KEY=VALUE with a dotted KEY such as data.kdv.n_samples=8, got {item!r}.")
+        try:
+            parsed = _scalar(yaml.safe_load(value))
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item}: the value {value!r} is not valid YAML.") from None
         node = config
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = _scalar(yaml.safe_load(value))
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None:  # absent, or a YAML key left empty (`fit:`)
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: config key '{'.'.join(parts[:depth + 1])}' is not a section "
+                                  f"(it holds {node!r}).")
+        node[parts[-1]] = parsed
     return config
 
 
@@ -128,98 +203,144 @@ def _scalar(value):
     return value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "study":
-        _study_chains(args.samples)
-        return 0
-    if args.command in ("evaluate", "table"):
-        return _results(args)
-    try:
-        import yaml
-
-        from mesodyn.config import validate_config
-
-        path = config_path(args.config)
-        raw = {}
-        if path is not None:
-            with open(path) as fh:
-                raw = yaml.safe_load(fh) or {}
-        config = validate_config(_override(raw, args.set))
-    except (ConfigError, OSError) as exc:
-        print(f"mesodyn: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "fit":
-        return _fit(args, config)
+def _generate(args: argparse.Namespace) -> int:
+    """``mesodyn simulate`` and ``mesodyn solve``: the data section of this data set (and the coarse grid)."""
     from mesodyn.pipeline import log_to, simulate_chain_files, solve_pde_files
 
+    config = _config(args, data=[args.dataset], fits=())
+    _check_out_file(args.out, "--out")
+    if getattr(args, "micro", None):
+        _check_out_file(args.micro, "--micro")
     with log_to(None):
         if args.command == "simulate":
             simulate_chain_files(args.dataset, config, fields_path=args.out, micro_path=args.micro,
                                  threads=args.threads)
-        elif args.command == "solve":
+        else:
             solve_pde_files(args.dataset, config, fields_path=args.out, threads=args.threads)
     return 0
 
 
-def _results(args: argparse.Namespace) -> int:
-    """``mesodyn evaluate`` and ``mesodyn table``: file in, file out, no workflow config needed."""
-    from mesodyn.pipeline import evaluate_run_files, log_to, table_files
+def _check_out_file(path: str, option: str) -> None:
+    if Path(path).is_dir():
+        raise CommandLineError(f"{option} {path} is a folder; name the file to write.")
+
+
+def _file_dataset(path: str) -> str | None:
+    """The data set a fields file names (its attributes only)."""
+    from mesodyn.fields import dataset_name, open_fields
+
+    with open_fields(path) as ds:
+        return dataset_name(ds)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    """``mesodyn fit``: the run's model config and training settings exactly as the workflow's fit rule has them,
+    checked for this run and this data set only."""
+    from mesodyn.pipeline import fit_files, log_to
+    from mesodyn.training.settings import train_settings
+
+    dataset = args.dataset or _file_dataset(args.data)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CommandLineError(f"--out {args.out} is a file; fit writes a run folder.")
+    runs = _config(args, data=(), fits=())["fit"]["models"]
+    run = args.model if args.model in runs else None
+    model = _fit_model(args.model, runs, dataset=dataset)
+    config = _config(args, data=(), fits=[(dataset or "", run)], runs_here=True)
+    fit = config["fit"]
+    run_seeds = fit["models"][run].get("seeds") if run is not None else None
+    seed = args.seed if args.seed is not None else (run_seeds or fit["seeds"])[0]
+    train = train_settings(fit, dataset=dataset or "", seed=seed, run=run)
+    for line in _overridden(args.set, fit, dataset=dataset or "", run=run):
+        print(f"mesodyn: warning: {line}", file=sys.stderr)
+    with log_to(None):
+        fit_files(args.data, model=model, train=train,
+                  out_dir=args.out, threads=args.threads or fit["threads"], progress=config.get("progress", True),
+                  dataset=dataset)
+    return 0
+
+
+def _fit_model(name: str, runs: Mapping[str, Any], *, dataset: str | None) -> dict:
+    """The model config of ``--model``: a run of ``fit.models`` or a registered model with its defaults."""
+    from mesodyn.config import run_model_config
+    from mesodyn.models import check_model_config
+    from mesodyn.registry import DATASETS, MODELS
+
+    if name in runs:
+        return run_model_config(runs[name])
+    if name not in MODELS:
+        raise CommandLineError(f"--model {name!r} is neither a run of fit.models ({', '.join(sorted(runs))}) nor "
+                               f"a registered model ({', '.join(sorted(MODELS))}).")
+    model = {"name": name}
+    try:
+        check_model_config(model, dataset=dataset if dataset in DATASETS else None)
+    except (ValueError, TypeError) as exc:
+        raise CommandLineError(f"--model {name}: {str(exc).rstrip('.')}.") from None
+    return model
+
+
+def _overridden(assignments: Sequence[str], fit: Mapping[str, Any], *, dataset: str, run: str | None) -> list[str]:
+    """A sentence for every ``--set`` of a training setting that a more specific key overrides for this run
+    (``fit.train`` < ``fit.datasets.<dataset>`` < ``fit.models.<run>.train``; ``fit.seeds`` <
+    ``fit.models.<run>.seeds``)."""
+    layers = [("fit.train", fit.get("train", {})),
+              (f"fit.datasets.{dataset}", fit.get("datasets", {}).get(dataset, {})),
+              (f"fit.models.{run}.train", fit.get("models", {}).get(run, {}).get("train", {}) if run else {})]
+    out = []
+    for item in assignments:
+        key = item.partition("=")[0].strip()
+        section, _, name = key.rpartition(".")
+        if key == "fit.seeds" and run is not None and "seeds" in fit["models"][run]:
+            out.append(f"--set {item} does not apply to run '{run}': fit.models.{run}.seeds = "
+                       f"{fit['models'][run]['seeds']} overrides it.")
+            continue
+        level = [prefix for prefix, _ in layers].index(section) if section in [p for p, _ in layers] else None
+        if level is None:
+            continue
+        for prefix, values in reversed(layers[level + 1:]):  # the most specific one is what the fit uses
+            if name in values:
+                out.append(f"--set {item} does not apply to this fit: {prefix}.{name} = {values[name]!r} "
+                           f"overrides it (set that key instead).")
+                break
+    return out
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """``mesodyn evaluate``: file in, file out, no workflow config needed."""
+    from mesodyn.pipeline import evaluate_run_files, log_to
+
+    run_dir = Path(args.run)
+    for name in ("model.json", "weights.pt", "split.json"):
+        if not (run_dir / name).is_file():
+            raise CommandLineError(f"run folder {run_dir} has no {name}; fit writes it (mesodyn fit ... --out "
+                                   f"{run_dir}).")
+    try:
+        label = args.label or json.loads((run_dir / "model.json").read_text())["name"]
+    except (ValueError, KeyError, TypeError):
+        raise CommandLineError(f"run folder {run_dir}: model.json is not a model config with a 'name'.") from None
+    dataset = args.dataset or _file_dataset(args.data)
+    if dataset is None:
+        raise CommandLineError(f"fields file {args.data} names no data set (no 'dataset' attribute); name it with "
+                               "--dataset, as the tables will.")
+    _check_out_file(args.out, "--out")
+    with log_to(None):
+        evaluate_run_files(run_dir, args.data, args.out, label=label, dataset=dataset,
+                           batch_size=args.batch_size, threads=args.threads)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from mesodyn.pipeline import log_to, table_files
 
     try:
         with log_to(None):
-            if args.command == "evaluate":
-                import json
-                from pathlib import Path
-
-                from mesodyn.fields import dataset_name
-
-                label = args.label or json.loads((Path(args.run) / "model.json").read_text())["name"]
-                evaluate_run_files(args.run, args.data, args.out, label=label,
-                                   dataset=dataset_name(args.data) or "unknown",
-                                   batch_size=args.batch_size, threads=args.threads)
-            else:
-                table_files(args.metrics, out_dir=args.out, steps=args.steps)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"mesodyn: {str(exc).rstrip('.')}.", file=sys.stderr)
-        return 2
+            table_files(args.metrics, out_dir=args.out, steps=args.steps)
+    except (OSError, ValueError, KeyError) as exc:  # the metrics files' own checks (tables reads files only)
+        raise CommandLineError(str(exc)) from None
     return 0
 
 
-def _fit(args: argparse.Namespace, config: dict) -> int:
-    """``mesodyn fit``: the run's model config and training settings exactly as the workflow's fit rule has them."""
-    from mesodyn.fields import FieldsContractError, dataset_name
-    from mesodyn.pipeline import fit_files, log_to
-    from mesodyn.registry import DATASETS, MODELS
-    from mesodyn.training.settings import train_settings
-
-    from mesodyn.config import run_model_config
-
-    runs = config["fit"]["models"]
-    if args.model in runs:
-        model = run_model_config(runs[args.model])
-    elif args.model in MODELS:
-        model = {"name": args.model}
-    else:
-        print(f"mesodyn: --model {args.model!r} is neither a run of fit.models ({', '.join(sorted(runs))}) nor a "
-              f"registered model ({', '.join(sorted(MODELS))}).", file=sys.stderr)
-        return 2
-    try:
-        dataset = dataset_name(args.data)  # the attributes only: fit_files reads the fields once
-        run_seeds = runs[args.model].get("seeds") if args.model in runs else None
-        seed = args.seed if args.seed is not None else (run_seeds or config["fit"]["seeds"])[0]
-        train = train_settings(config["fit"], dataset=dataset or "", seed=seed,
-                               run=args.model if args.model in runs else None)
-        from mesodyn.models import check_model_config
-
-        check_model_config(model, dataset=dataset if dataset in DATASETS else None)
-    except (OSError, ValueError, FieldsContractError) as exc:
-        print(f"mesodyn: {str(exc).rstrip('.')}.", file=sys.stderr)
-        return 2
-    with log_to(None):
-        fit_files(args.data, model=model, train=train, out_dir=args.out,
-                  threads=args.threads or config["fit"]["threads"], progress=config.get("progress", True))
-    return 0
+_COMMANDS = {"simulate": _generate, "solve": _generate, "fit": _fit, "evaluate": _evaluate, "table": _table,
+             "study": _study}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,10 +16,21 @@ from typing import Literal
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-__all__ = ["METHODS", "site_positions", "interpolate_periodic", "coarse_grain"]
+__all__ = ["METHODS", "check_grid", "site_positions", "interpolate_periodic", "coarse_grain"]
 
 METHODS = ("linear", "cubic", "fourier")
 Method = Literal["linear", "cubic", "fourier"]
+
+
+def check_grid(n_grid: int, *, max_k: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``n_grid`` is a grid the fields can be coarse-grained onto: even (the spectral
+    models pair every mode k with -k and hold the Nyquist mode n_grid/2 apart) and, given the initial
+    condition's highest mode ``max_k``, fine enough to resolve it (``max_k < n_grid/2``)."""
+    if n_grid % 2:
+        raise ValueError(f"n_grid = {n_grid} must be even (the spectral models and solvers need the Nyquist mode)")
+    if max_k is not None and 2 * max_k >= n_grid:
+        raise ValueError(f"n_grid = {n_grid} resolves modes below {n_grid // 2} only, but the initial condition "
+                         f"draws up to max_k = {max_k}")
 
 
 def site_positions(n_sites: int, t_lab: np.ndarray, *, c: float = 1.0) -> np.ndarray:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import logging
+import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "load_schema", "validate_config", "load_config", "fit_models", "fit_runs", "run_model_config"]
+__all__ = ["ConfigError", "load_schema", "validate_config", "read_config_file", "load_config", "fit_models", "fit_runs",
+           "run_model_config", "machine_memory"]
+
+logger = logging.getLogger(__name__)
 
 # package data, so that a wheel install validates configs as a source checkout does
 SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
@@ -80,8 +85,25 @@ def _fill_defaults(schema: Mapping[str, Any], instance: dict[str, Any]) -> None:
                 _fill_defaults(extra, value)
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None, *,
+                    data: Collection[str] | None = None, fits: Collection[tuple[str, str | None]] | None = None,
+                    runs_here: bool = False) -> dict[str, Any]:
     """Return a validated copy of ``config`` with schema defaults filled in.
+
+    Every key is checked against the schema; the checks that span several keys are scoped to what a command
+    uses, so that a command is not stopped by a part of the config it does not touch.
+
+    Parameters
+    ----------
+    data
+        The ``data`` sections whose consistency and limits (memory, ``max_k``, grid sizes) are checked;
+        default every one (the workflow), ``()`` none (``mesodyn fit`` reads a finished file).
+    fits
+        The ``(dataset, run)`` pairs whose model and training settings are checked (``run`` ``None``: a registered
+        model outside ``fit.models``); default every pair the workflow fits.
+    runs_here
+        The checked fits run in this process (the command line): a requested GPU that is absent is then an
+        error, not a warning (a workflow's jobs may run on another machine, a cluster's GPU node).
 
     Raises
     ------
@@ -97,7 +119,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None 
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         raise ConfigError(_sentence(error))
-    _check_consistency(instance)
+    _check_consistency(instance, data=data, fits=fits, runs_here=runs_here)
     return _sorted(instance)
 
 
@@ -111,59 +133,153 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def _check_consistency(config: Mapping[str, Any]) -> None:
+def _check_consistency(config: Mapping[str, Any], *, data: Collection[str] | None = None,
+                       fits: Collection[tuple[str, str | None]] | None = None, runs_here: bool = False) -> None:
     """Checks that span several keys (the schema checks keys one by one), done by the data sets' own config
     classes so that a mistake stops the workflow at start-up rather than inside a job."""
+    names = [n for n in config.get("data", {}) if n != "threads"]  # data.threads: the jobs' threads
+    for name in names if data is None else [n for n in data if n in names]:
+        _check_data(config, name)
+    if fits is None:
+        fits = [(dataset, run) for dataset in config.get("datasets", []) for run in fit_models(config, dataset)]
+    _check_fit(config, fits, data=names if data is None else data, runs_here=runs_here)
+
+
+def _check_data(config: Mapping[str, Any], name: str) -> None:
+    """One data section: its config class, the coarse grid of the chains, and the memory its fields need."""
+    from mesodyn.chains.models import chain_from_config
+    from mesodyn.coarse import check_grid
+    from mesodyn.continuum.datasets import config_for
+    from mesodyn.registry import DATASETS, is_chain
+
+    params = config["data"][name]
+    chain = name in DATASETS and is_chain(name)
+    try:
+        built = (chain_from_config if chain else config_for)(name, params)
+        if chain:
+            check_grid(config.get("coarse", {}).get("n_grid", 256), max_k=built.max_k)
+    except ValueError as exc:
+        key = "coarse.n_grid" if chain and "n_grid" in str(exc) else f"data.{name}"
+        raise ConfigError(f"config section '{key}' is inconsistent: {str(exc).rstrip('.')}.") from None
+    points = built.n_grid ** built.ndim if not chain else config.get("coarse", {}).get("n_grid", 256)
+    # a chain ensemble also holds the sites' state, velocity and strain of every frame until it is written
+    per_frame = points if not chain else points + 4 * built.n_sites
+    n_samples = int(params.get("n_samples", getattr(built, "n_samples", 1)))
+    need = 8 * n_samples * built.n_frames * per_frame
+    have = machine_memory()
+    if have and need > have:
+        raise ConfigError(f"config section 'data.{name}' needs about {_bytes(need)} of memory ({n_samples} "
+                          f"trajectories x {built.n_frames} frames x {per_frame} values x 8 bytes), more than this "
+                          f"machine's {_bytes(have)}; reduce data.{name}.n_samples, t_final or the grid.")
+
+
+def machine_memory() -> int | None:
+    """Total physical memory of this machine in bytes (``None`` where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"  # pragma: no cover
+
+
+def _check_fit(config: Mapping[str, Any], fits: Collection[tuple[str, str | None]], *, data: Collection[str],
+               runs_here: bool) -> None:
+    """Every model config valid, every (data set, model) combination possible, every data set's training settings
+    consistent and within the data's limits: checked at start-up so that no job fails on a config mistake."""
+    from mesodyn.models import check_model_config
+    from mesodyn.registry import DATASETS
+
+    fit = config.get("fit", {})
+    entries = fit.get("models", {})
+    used = set(entries) if fits is None else {run for _, run in fits if run in entries}
+    runs = {run: run_model_config(entry) for run, entry in entries.items()}
+    for run in sorted(used, key=list(entries).index):
+        try:
+            check_model_config(runs[run])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"config 'fit.models.{run}' is invalid: {str(exc).rstrip('.')}.") from None
+    for dataset, run in fits:
+        if run is None:
+            _check_training(config, dataset, None, data=data, runs_here=runs_here)
+            continue
+        if run not in runs:
+            raise ConfigError(f"config 'fit.datasets.{dataset}.models' names '{run}', which is not a run of "
+                              f"fit.models ({', '.join(sorted(runs))}).")
+        try:
+            check_model_config(runs[run], dataset=dataset)
+        except (ValueError, TypeError) as exc:
+            hint = "" if dataset not in DATASETS else (
+                f"; list the runs for it in fit.datasets.{dataset}.models")
+            raise ConfigError(f"config 'fit.models.{run}' cannot be fitted on '{dataset}': "
+                              f"{str(exc).rstrip('.')}{hint}.") from None
+        _check_training(config, dataset, run, data=data, runs_here=runs_here)
+
+
+def _check_training(config: Mapping[str, Any], dataset: str, run: str | None, *, data: Collection[str],
+                    runs_here: bool) -> None:
+    """One run's training settings: consistent, the split non-empty and the window within the frames of the data
+    set's config (when the data set is in scope), the device present."""
+    from mesodyn.fields import split_sizes
+    from mesodyn.training.settings import TrainConfig, train_settings
+
+    fit = config.get("fit", {})
+    where = (f"config 'fit' training settings of run '{run}' on data set '{dataset}' (fit.train, "
+             f"fit.datasets.{dataset}, fit.models.{run}.train)" if run is not None else
+             f"config 'fit' training settings on data set '{dataset}' (fit.train, fit.datasets.{dataset})")
+    try:
+        settings = TrainConfig.from_dict(train_settings(fit, dataset=dataset, seed=fit.get("seeds", [0])[0],
+                                                        run=run))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where} are inconsistent: {str(exc).rstrip('.')}.") from None
+    params = config.get("data", {}).get(dataset)
+    if dataset in data and isinstance(params, Mapping) and "n_samples" in params:
+        n = int(params["n_samples"])
+        sizes = split_sizes(n, settings.split)
+        counts = "/".join(map(str, sizes))
+        if min(sizes[:2]) < 1:
+            part = "train" if sizes[0] < 1 else "validation"
+            raise ConfigError(f"{where}: split {list(settings.split)} leaves the {part} part of "
+                              f"data.{dataset}.n_samples = {n} trajectories empty ({counts}).")
+        if sizes[2] < 1:  # a fit still runs; its evaluation has no held-out trajectory
+            logger.warning("%s: split %s leaves the test part of data.%s.n_samples = %d trajectories empty (%s): "
+                           "nothing is evaluated on held-out data.", where, list(settings.split), dataset, n, counts)
+        frames = _frames(dataset, params)
+        if frames is not None and settings.window > frames:
+            raise ConfigError(f"{where}: window = {settings.window} is longer than the {frames} frames that "
+                              f"data.{dataset} produces (t_final, dt and save_every).")
+    if settings.device == "cuda":
+        _check_cuda(where, runs_here=runs_here)
+
+
+def _frames(dataset: str, params: Mapping[str, Any]) -> int | None:
+    """Frames a data section produces (``None`` for a data set that is not generated here)."""
     from mesodyn.chains.models import chain_from_config
     from mesodyn.continuum.datasets import config_for
     from mesodyn.registry import DATASETS, is_chain
 
-    for name, params in config.get("data", {}).items():
-        if name == "threads":  # the data jobs' CPU threads, not a data set
-            continue
-        build = chain_from_config if name in DATASETS and is_chain(name) else config_for
-        try:
-            build(name, params)
-        except ValueError as exc:
-            raise ConfigError(f"config section 'data.{name}' is inconsistent: {str(exc).rstrip('.')}.") from None
-    _check_fit(config)
+    if dataset not in DATASETS:
+        return None
+    build = chain_from_config if is_chain(dataset) else config_for
+    return build(dataset, dict(params)).n_frames
 
 
-def _check_fit(config: Mapping[str, Any]) -> None:
-    """Every model config valid, every (data set, model) combination possible, every data set's training settings
-    consistent: checked at start-up so that no job fails on a config mistake."""
-    from mesodyn.models import check_model_config
-    from mesodyn.registry import DATASETS
-    from mesodyn.training.settings import train_settings
+def _check_cuda(where: str, *, runs_here: bool) -> None:
+    import torch
 
-    fit = config.get("fit", {})
-    runs = {run: run_model_config(entry) for run, entry in fit.get("models", {}).items()}
-    for run, options in runs.items():
-        try:
-            check_model_config(options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"config 'fit.models.{run}' is invalid: {str(exc).rstrip('.')}.") from None
-    for dataset in config.get("datasets", []):
-        for run in fit_models(config, dataset):
-            if run not in runs:
-                raise ConfigError(f"config 'fit.datasets.{dataset}.models' names '{run}', which is not a run of "
-                                  f"fit.models ({', '.join(sorted(runs))}).")
-            try:
-                check_model_config(runs[run], dataset=dataset)
-            except (ValueError, TypeError) as exc:
-                hint = "" if dataset not in DATASETS else (
-                    f"; list the runs for it in fit.datasets.{dataset}.models")
-                raise ConfigError(f"config 'fit.models.{run}' cannot be fitted on '{dataset}': "
-                                  f"{str(exc).rstrip('.')}{hint}.") from None
-        if not runs or not fit_models(config, dataset):
-            continue
-        for run in fit_models(config, dataset):
-            try:
-                train_settings(fit, dataset=dataset, seed=fit.get("seeds", [0])[0], run=run)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"config 'fit' training settings of run '{run}' on data set '{dataset}' "
-                                  f"(fit.train, fit.datasets.{dataset}, fit.models.{run}.train) are inconsistent: "
-                                  f"{str(exc).rstrip('.')}.") from None
+    if torch.cuda.is_available():
+        return
+    message = (f"{where} ask for device 'cuda', but this machine has no CUDA device (torch "
+               f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'})")
+    if runs_here:
+        raise ConfigError(f"{message}; use device 'auto' or 'cpu'.")
+    logger.warning("%s: the fit jobs fail unless they run where one is (a GPU node).", message)
 
 
 RUN_KEYS = ("seeds", "train")
@@ -198,13 +314,28 @@ def fit_runs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return out
 
 
-def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file and validate it."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, unvalidated; a file that is missing, unreadable, not YAML, empty or
+    not a mapping is a :class:`ConfigError` naming it."""
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or type(exc).__name__}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (not UTF-8), so not YAML.") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}.") from None
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty; it must hold a mapping of keys (see config/README.md).")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(raw).__name__}.")
-    return validate_config(raw, schema)
+    return raw
+
+
+def load_config(path: str | Path, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    return validate_config(read_config_file(path), schema)

@@ -77,7 +77,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from mesodyn.fields import cf_units, data_units, dataset_name, grid_from_data, write_netcdf
+from mesodyn.fields import (FieldsContractError, cf_units, check_fields, contract_of, data_units, dataset_name,
+                            grid_from_data, open_fields, write_netcdf)
 from mesodyn.metrics import CLAMP_THRESHOLD, EPS, clamp_diverged, relative_rmse, truth_mean_square
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
@@ -334,8 +335,9 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     model_dt = float(model.dt)
     name = _model_name(model)
     if not math.isclose(model_dt, frame_dt, rel_tol=1e-6, abs_tol=0.0):
-        raise ValueError(f"model {name!r} steps dt = {model_dt:g} but the data's frames are {frame_dt:g} apart; "
-                         "each step is compared with the next frame, so the two must agree.")
+        where = "the data's frames" if data_path is None else f"the frames of fields file {data_path}"
+        raise FieldsContractError(f"model {name!r} steps dt = {model_dt:g} but {where} are {frame_dt:g} apart; "
+                                  "each step is compared with the next frame, so the two must agree.")
     n_steps = n_time - 1 if n_steps is None else int(n_steps)
     if not 1 <= n_steps <= n_time - 1:
         raise ValueError(f"n_steps must lie in [1, {n_time - 1}] (the data hold {n_time} frames), got {n_steps}.")
@@ -406,12 +408,30 @@ def evaluate_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out
         seed = record.get("train", {}).get("seed")
         budget = training_budget(record, n_train=len(split["train"]))
     model = load_model(run_dir, device="cpu", dtype=torch.float32)
-    with xr.open_dataset(data_path, engine="netcdf4") as data:
+    with open_fields(data_path) as data:
+        _check_evaluation_data(data, split, source=data_path, dataset=dataset, run_dir=run_dir)
         ds = evaluate(model, data, split=split, n_steps=n_steps, batch_size=batch_size, device=device,
                       dataset=dataset, label=label, seed=seed, run_dir=run_dir, data_path=data_path)
         units = data_units(data)
     ds.attrs.update(budget)
     return write_netcdf(cf_units(ds, units), out_path)
+
+
+def _check_evaluation_data(data: xr.Dataset, split: Mapping[str, Any], *, source: str | os.PathLike,
+                           dataset: str | None, run_dir: Path) -> None:
+    """The fields contract (:func:`mesodyn.fields.check_fields`) on the trajectories the evaluation reads: true
+    data that are not finite would be scored as the model diverging, a wrong data set would be labelled as the
+    right one."""
+    contract = contract_of(dataset or dataset_name(data))
+    if "u" not in data or "sample" not in data["u"].dims:
+        check_fields(data, contract=contract, source=source, dataset=dataset)  # names what is missing
+    try:
+        sets = evaluation_sets(int(data["u"].sizes["sample"]), split)
+    except ValueError as exc:
+        raise FieldsContractError(f"fields file {source} is not the data of run {run_dir}: "
+                                  f"{str(exc).rstrip('.')}.") from None
+    wanted = np.unique(np.concatenate([np.asarray(idx, dtype=np.int64) for idx in sets.values()]))
+    check_fields(data, contract=contract, source=source, dataset=dataset, samples=wanted)
 
 
 def training_budget(summary: Mapping[str, Any], *, n_train: int) -> dict[str, Any]:

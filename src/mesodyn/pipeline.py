@@ -101,16 +101,26 @@ def solve_pde_files(name: str, config: Mapping[str, Any], *, fields_path: str | 
 
 
 def fit_files(data_path: str | os.PathLike, *, model: Mapping[str, Any], train: Mapping[str, Any],
-              out_dir: str | os.PathLike, threads: int | None = None, progress: bool = True) -> None:
+              out_dir: str | os.PathLike, threads: int | None = None, progress: bool = True,
+              dataset: str | None = None) -> None:
     """Fit the model config ``model`` with the training settings ``train`` (a mapping of
-    :class:`mesodyn.training.TrainConfig`) on the fields file ``data_path``; write the run folder ``out_dir``."""
-    from mesodyn.fields import read_fields
+    :class:`mesodyn.training.TrainConfig`) on the fields file ``data_path``; write the run folder ``out_dir``.
+
+    The file is checked first (:func:`mesodyn.fields.check_fields`: the paper contract for a data set of the
+    registry, else the user contract; ``dataset``, when given, against the file's own name; the window and the
+    split against its frames and trajectories), so that a bad file writes nothing."""
+    from mesodyn.fields import contract_of, dataset_name, open_fields, read_fields
     from mesodyn.training import TrainConfig, fit
 
+    settings = TrainConfig.from_dict(train)
+    if dataset is None:
+        with open_fields(data_path) as lazy:
+            dataset = dataset_name(lazy)
+    data = read_fields(data_path, contract=contract_of(dataset), dataset=dataset, window=settings.window,
+                       split=settings.split)
     n = set_threads(threads)
     logger.info("fitting %s on %s with %d thread(s)", model.get("name"), data_path, n)
-    result = fit(read_fields(data_path), model_config=model, train=TrainConfig.from_dict(train), out_dir=out_dir,
-                 progress=progress)
+    result = fit(data, model_config=model, train=settings, out_dir=out_dir, progress=progress)
     logger.info("%s: %d epochs, best validation loss %.6e at epoch %d (%s)", out_dir, result.epochs,
                 result.best_valid_loss, result.best_epoch, result.stop_reason)
 
@@ -122,9 +132,10 @@ def evaluate_run_files(run_dir: str | os.PathLike, data_path: str | os.PathLike,
     from mesodyn.evaluation import evaluate_files
 
     n = set_threads(threads)
-    logger.info("evaluating %s on %s (%s) with %d thread(s)", run_dir, data_path, label, n)
+    # logged when done: a file that fails the data check is then its only line
     evaluate_files(run_dir, data_path, out_path, batch_size=batch_size, label=label, dataset=dataset)
-    logger.info("wrote %s", out_path)
+    logger.info("evaluated %s on %s (%s, %s) with %d thread(s): wrote %s", run_dir, data_path, label, dataset, n,
+                out_path)
 
 
 def table_files(metric_files, *, out_dir: str | os.PathLike, steps: int = 5) -> None:

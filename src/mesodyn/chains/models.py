@@ -49,6 +49,10 @@ class ChainModel:
             raise ValueError(f"save_every must be a positive integer, got {self.save_every!r}")
         if not 1 <= self.n_modes <= self.max_k:
             raise ValueError(f"n_modes ({self.n_modes}) must lie between 1 and max_k ({self.max_k})")
+        if 2 * self.max_k >= self.n_sites:
+            # the chain's sites resolve modes below n_sites/2 only: a higher one aliases onto a lower one
+            raise ValueError(f"max_k ({self.max_k}) must be below the chain's Nyquist mode n_sites/2 "
+                             f"({self.n_sites / 2:g})")
         if self.n_slow_steps % self.save_every:
             raise ValueError(
                 f"t_final/dt_slow = {self.n_slow_steps} slow steps is not a multiple of save_every={self.save_every}"

@@ -66,9 +66,19 @@ class _PDEConfig:
         if self.n_modes > self.n_candidates:
             raise ValueError(f"{self.name}: n_modes = {self.n_modes} exceeds the {self.n_candidates} candidate "
                              f"modes of max_k = {self.max_k}.")
+        if self.max_k >= self.n_grid // 2:
+            # a mode at or above the Nyquist mode n_grid/2 aliases onto a lower one: the draws (ic_k) would
+            # name modes the grid does not hold
+            raise ValueError(f"{self.name}: max_k = {self.max_k} reaches the Nyquist mode {self.n_grid // 2} of "
+                             f"n_grid = {self.n_grid}; it must be at most {self.n_grid // 2 - 1}.")
         if self.t_final < self.dt * self.save_every:
             raise ValueError(f"{self.name}: t_final = {self.t_final} is shorter than one saved interval "
                              f"(dt * save_every = {self.dt * self.save_every}).")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames the data set holds (the solver's frame schedule, frame 0 included)."""
+        return len(frame_schedule(dt=self.dt, t_final=self.t_final, save_every=self.save_every)[0])
 
     @property
     def n_candidates(self) -> int:

@@ -15,7 +15,7 @@ import xarray as xr
 from mesodyn.diagnostics.energy import energy_along_truth, energy_order, energy_vs_truth
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
-from mesodyn.fields import cf_units, data_units, dataset_name, write_netcdf
+from mesodyn.fields import cf_units, check_fields, contract_of, data_units, dataset_name, open_fields, write_netcdf
 from mesodyn.provenance import to_netcdf_attrs
 from mesodyn.registry import true_energy_system
 
@@ -111,7 +111,8 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
     if kind == "operator_symbols":
         fit_rule = None
         if data_path is not None:
-            with xr.open_dataset(data_path, engine="netcdf4") as data:
+            with open_fields(data_path) as data:
+                check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
                 if "system" not in options:
                     options["system"] = true_energy_system(dataset_name(data))
                 if isinstance(options.get("k_max_fit"), str):
@@ -132,7 +133,9 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
         split = json.loads((run_dir / "split.json").read_text())
         test = sorted(int(i) for i in split["test"])
         samples = test if n_samples is None else test[: int(n_samples)]
-        with xr.open_dataset(data_path, engine="netcdf4") as data:
+        with open_fields(data_path) as data:
+            # true data that are not finite would be read as the model's failure
+            check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=samples)
             if kind == "energy_vs_truth" and "system" not in options:
                 system = true_energy_system(dataset_name(data))
                 if system is None:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from mesodyn.fields import split_sizes
+
 __all__ = ["split_trajectories", "gather_windows", "data_fingerprint"]
 
 
@@ -29,9 +31,9 @@ def split_trajectories(
     # (a fraction computed as 1 - a - b can come out as -5.6e-17: round-off within the sum's tolerance is zero)
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < -1e-9:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions!r}.")
-    cut1 = int(round(n * fractions[0]))
-    cut2 = int(round(n * (fractions[0] + fractions[1])))
-    if cut1 < 1 or cut2 - cut1 < 1:
+    n_train, n_valid, _ = split_sizes(n, fractions)
+    cut1, cut2 = n_train, n_train + n_valid
+    if n_train < 1 or n_valid < 1:
         raise ValueError(
             f"n = {n} trajectories are too few for the split {fractions}: train and validation "
             "each need at least one trajectory."
