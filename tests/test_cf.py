@@ -18,10 +18,11 @@ import xarray as xr
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-# the checker's messages about `time` read as a calendar axis (see the module docstring)
+# the checker's messages about a variable named `time` read as a calendar axis (see the module docstring)
 CALENDAR_TIME = (re.compile(r"^time must be in a valid units format <unit> since <epoch> not 1$"),
-                 re.compile(r"^time does not have correct time units$"))
-PLACEHOLDER_UNITS = ("unit of the data", "model energy unit", "unit of u")
+                 re.compile(r"^time does not have correct time units$"),
+                 re.compile(r"^Coordinate variable 'time' should have standard_name='time', found: 'None'$"))
+PLACEHOLDER_UNITS = ("unit of the data", "energy unit", "unit of u", "argument unit")
 
 
 def _files(work: Path) -> dict[str, Path]:

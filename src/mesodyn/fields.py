@@ -314,8 +314,6 @@ def cf_attrs(ds: xr.Dataset) -> xr.Dataset:
 
 
 _DATA_UNIT = {"time unit of the data": "time", "unit of u": "u"}
-_ENERGY_UNITS = ("model energy unit", "model energy unit / time", "model energy unit per unit volume",
-                 "energy unit of the data")
 
 
 def data_units(data: xr.Dataset | None) -> dict[str, str] | None:
@@ -342,7 +340,7 @@ def cf_units(ds: xr.Dataset, units: dict[str, str] | None) -> xr.Dataset:
         elif described == "1 / length unit of the data":
             length = units.get("length")
             value = None if not length else ("1" if length == "1" else f"1/({length})")
-        elif described in _ENERGY_UNITS:
+        elif "energy unit" in described:  # the model's or the data's energy, a rate or a density of it
             value = "1" if dimensionless else None
         else:
             continue
