@@ -17,6 +17,7 @@ Evaluation sets
     Every trajectory of the run's test split (``split.json``): never seen in training nor in model selection.
     This is the honest number and our headline.
 ``paper``
+    Only for a data set with published numbers (:func:`has_paper_set`; not for a data set of the user's own).
     The authors' 10 trajectories (:func:`paper_indices`): for 1000 trajectories the indices 899, 910, 921, …,
     987, 999, from the tail ``[int(n (0.7 + 0.2)):]`` of the data in file order, as their loader picked them.
     The authors split their data 70/20/10 at random, so most of these were *training* trajectories of their
@@ -84,7 +85,8 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
     "EPS", "CLAMP_THRESHOLD", "PAPER_SET_SIZE", "SETS", "SPLIT_PARTS",
-    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "evaluation_sets", "split_membership",
+    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "has_paper_set", "evaluation_sets",
+    "split_membership",
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
 
@@ -118,8 +120,22 @@ def paper_indices(n_samples: int) -> np.ndarray:
     return start + np.linspace(0, tail - 1, PAPER_SET_SIZE).astype(np.int64)
 
 
-def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
-    """The trajectory indices of each evaluation set: ``{"heldout": test split, "paper": paper_indices(n)}``.
+def has_paper_set(dataset: str | None) -> bool:
+    """Whether data set ``dataset`` is evaluated on the authors' trajectories too: a data set of the paper where the
+    paper has numbers for it (:attr:`mesodyn.registry.DatasetInfo.published`), or data of no registered data set (the
+    sets of the paper's layout); a data set of the user's own (:data:`mesodyn.registry.USER_DATASETS`) is evaluated
+    on its held-out split alone."""
+    from mesodyn.registry import DATASETS, USER_DATASETS
+
+    if dataset in DATASETS:
+        return DATASETS[dataset].published is not None
+    return dataset not in USER_DATASETS
+
+
+def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]], *,
+                    paper: bool = True) -> dict[str, np.ndarray]:
+    """The trajectory indices of each evaluation set: ``{"heldout": test split, "paper": paper_indices(n)}``
+    (without ``paper`` where ``paper`` is false: a data set without published numbers).
 
     Parameters
     ----------
@@ -131,8 +147,10 @@ def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]]) -> dict[
     """
     n = int(n_samples)
     _check_split(split, n)
-    return {"heldout": np.asarray(sorted(int(i) for i in split["test"]), dtype=np.int64),
-            "paper": paper_indices(n)}
+    sets = {"heldout": np.asarray(sorted(int(i) for i in split["test"]), dtype=np.int64)}
+    if paper:
+        sets["paper"] = paper_indices(n)
+    return sets
 
 
 def split_membership(indices: Sequence[int], split: Mapping[str, Sequence[int]]) -> np.ndarray:
@@ -345,7 +363,8 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     torch_device = prepare_model(model, dtype=torch.float32, device=device)
 
-    sets = evaluation_sets(n_samples, split)
+    dataset = dataset or dataset_name(data)
+    sets = evaluation_sets(n_samples, split, paper=has_paper_set(dataset))
     wanted = np.unique(np.concatenate([idx for idx in sets.values()])) if any(
         idx.size for idx in sets.values()) else np.empty(0, dtype=np.int64)
     # Each trajectory is rolled out once even when both sets hold it.
@@ -361,7 +380,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
         "title": "relative RMSE of autoregressive rollouts",
         "model": name,
         "label": label or name,
-        "dataset": dataset or dataset_name(data) or "unknown",
+        "dataset": dataset or "unknown",
         "seed": -1 if seed is None else int(seed),
         "run_dir": "none" if run_dir is None else str(run_dir),
         "data_path": "none" if data_path is None else str(data_path),
@@ -378,6 +397,8 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
                  "the run's training split (see trained_on)",
         **provenance_attrs({"model": config, "evaluation": settings}),
     }
+    if "paper" not in sets:
+        del attrs["paper"]
     return metric_dataset(per_set, sets, split=split, dt=model_dt, attrs=attrs)
 
 
@@ -426,7 +447,8 @@ def _check_evaluation_data(data: xr.Dataset, split: Mapping[str, Any], *, source
     if "u" not in data or "sample" not in data["u"].dims:
         check_fields(data, contract=contract, source=source, dataset=dataset)  # names what is missing
     try:
-        sets = evaluation_sets(int(data["u"].sizes["sample"]), split)
+        sets = evaluation_sets(int(data["u"].sizes["sample"]), split,
+                               paper=has_paper_set(dataset or dataset_name(data)))
     except ValueError as exc:
         raise FieldsContractError(f"fields file {source} is not the data of run {run_dir}: "
                                   f"{str(exc).rstrip('.')}.") from None
