@@ -172,6 +172,46 @@ def _check_split(split: Mapping[str, Sequence[int]], n: int) -> None:
 
 
 # -- the evaluation data set ---------------------------------------------------------------------------------
+def _metric_layout(*, names: list[str], rel: np.ndarray, raw: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                   sample: np.ndarray, part: np.ndarray, counts: Mapping[str, np.ndarray], diverged: np.ndarray,
+                   steps: np.ndarray, width: int, dt: float) -> xr.Dataset:
+    """The variables and coordinates of the evaluation data set (the layout of the module docstring)."""
+    dims3, dims2 = ("set", "step", "trajectory"), ("set", "step")
+    return xr.Dataset(
+        {
+            "rel_rmse": (dims3, rel, {"long_name": "relative RMSE of the rollout, clamped after divergence",
+                                      "units": "1"}),
+            "rel_rmse_unclamped": (dims3, raw, {"long_name": "relative RMSE of the rollout before the clamp",
+                                                "units": "1"}),
+            "rel_rmse_mean": (dims2, mean, {"long_name": "mean of rel_rmse over the set's trajectories",
+                                            "units": "1"}),
+            "rel_rmse_std": (dims2, std, {"long_name": "standard deviation (ddof 0) of rel_rmse over the set's "
+                                                       "trajectories", "units": "1"}),
+            "sample": (("set", "trajectory"), sample, {"long_name": "index of the trajectory in the data file",
+                                                       "units": "1", "padding": -1}),
+            "split_part": (("set", "trajectory"), part, {
+                "long_name": "part of the run's split holding the trajectory", "padding": np.int8(-1),
+                "flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "train valid test"}),
+            "n_trajectories": (("set",), counts["n"], {"long_name": "trajectories in the set", "units": "1"}),
+            "trained_on": (("set",), counts["train"], {"long_name": "trajectories of the set in the training split",
+                                                      "units": "1"}),
+            "validated_on": (("set",), counts["valid"], {
+                "long_name": "trajectories of the set in the validation split", "units": "1"}),
+            "diverged_step": (("set",), diverged, {
+                "long_name": "first step at which any trajectory of the set reached the clamp threshold "
+                             "(-1: never)", "units": "1"}),
+        },
+        coords={
+            "set": ("set", np.asarray(names, dtype=object), {"long_name": "evaluation set"}),
+            "step": ("step", steps, {"long_name": "autoregressive step", "units": "1"}),
+            "lead_time": ("step", steps * float(dt), {"long_name": "lead time (step times dt)",
+                                                      "units": "time unit of the data"}),
+            "trajectory": ("trajectory", np.arange(width, dtype=np.int64),
+                           {"long_name": "position of the trajectory within its set", "units": "1"}),
+        },
+    )
+
+
 def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int]], *,
                    split: Mapping[str, Sequence[int]], dt: float,
                    attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -231,40 +271,8 @@ def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int
         if t_star is not None:
             diverged[k] = t_star + 1  # steps are numbered from 1
     steps = np.arange(1, n_steps + 1, dtype=np.int64)
-    dims3, dims2 = ("set", "step", "trajectory"), ("set", "step")
-    ds = xr.Dataset(
-        {
-            "rel_rmse": (dims3, rel, {"long_name": "relative RMSE of the rollout, clamped after divergence",
-                                      "units": "1"}),
-            "rel_rmse_unclamped": (dims3, raw, {"long_name": "relative RMSE of the rollout before the clamp",
-                                                "units": "1"}),
-            "rel_rmse_mean": (dims2, mean, {"long_name": "mean of rel_rmse over the set's trajectories",
-                                            "units": "1"}),
-            "rel_rmse_std": (dims2, std, {"long_name": "standard deviation (ddof 0) of rel_rmse over the set's "
-                                                       "trajectories", "units": "1"}),
-            "sample": (("set", "trajectory"), sample, {"long_name": "index of the trajectory in the data file",
-                                                       "units": "1", "padding": -1}),
-            "split_part": (("set", "trajectory"), part, {
-                "long_name": "part of the run's split holding the trajectory", "padding": np.int8(-1),
-                "flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "train valid test"}),
-            "n_trajectories": (("set",), counts["n"], {"long_name": "trajectories in the set", "units": "1"}),
-            "trained_on": (("set",), counts["train"], {"long_name": "trajectories of the set in the training split",
-                                                      "units": "1"}),
-            "validated_on": (("set",), counts["valid"], {
-                "long_name": "trajectories of the set in the validation split", "units": "1"}),
-            "diverged_step": (("set",), diverged, {
-                "long_name": "first step at which any trajectory of the set reached the clamp threshold "
-                             "(-1: never)", "units": "1"}),
-        },
-        coords={
-            "set": ("set", np.asarray(names, dtype=object), {"long_name": "evaluation set"}),
-            "step": ("step", steps, {"long_name": "autoregressive step", "units": "1"}),
-            "lead_time": ("step", steps * float(dt), {"long_name": "lead time (step times dt)",
-                                                      "units": "time unit of the data"}),
-            "trajectory": ("trajectory", np.arange(width, dtype=np.int64),
-                           {"long_name": "position of the trajectory within its set", "units": "1"}),
-        },
-    )
+    ds = _metric_layout(names=names, rel=rel, raw=raw, mean=mean, std=std, sample=sample, part=part, counts=counts,
+                        diverged=diverged, steps=steps, width=width, dt=dt)
     ds.attrs = to_netcdf_attrs({"eps": EPS, "clamp_threshold": CLAMP_THRESHOLD, **(attrs or {})})
     return ds
 
@@ -303,6 +311,39 @@ def _rollout_errors(model: Any, u: xr.DataArray, indices: np.ndarray, *, n_steps
         state = torch.as_tensor(frames[:, 0], dtype=torch.float32, device=device)
         rollout(lambda v: guarded_step(model, v), state, n_steps=n_steps, on_step=record)
     return out
+
+
+def _evaluation_attrs(model: Any, *, name: str, sets: Mapping[str, np.ndarray], n_steps: int, batch_size: int,
+                      label: str | None, dataset: str | None, seed: int | None, run_dir: Any, data_path: Any,
+                      model_dt: float, torch_device: Any) -> dict[str, Any]:
+    """The global attributes of an evaluation file (module docstring)."""
+    config = dict(getattr(model, "config", {}) or {})
+    settings = {"n_steps": n_steps, "dtype": "float32", "batch_size": int(batch_size), "eps": EPS,
+                "clamp_threshold": CLAMP_THRESHOLD, "sets": list(sets)}
+    attrs = {
+        "title": "relative RMSE of autoregressive rollouts",
+        "model": name,
+        "label": label or name,
+        "dataset": dataset or "unknown",
+        "seed": -1 if seed is None else int(seed),
+        "run_dir": "none" if run_dir is None else str(run_dir),
+        "data_path": "none" if data_path is None else str(data_path),
+        "dt": model_dt,
+        "n_steps": n_steps,
+        "dtype": "float32",
+        "batch_size": int(batch_size),
+        "device": torch_device.type,
+        "metric": "sqrt(mean_x (pred - true)^2 / (mean_x true^2 + eps)) per trajectory and step; from the first "
+                  "step at which any trajectory of a set reaches clamp_threshold (or is non-finite), every "
+                  "error of that set is 1",
+        "heldout": "every trajectory of the run's test split: never trained on",
+        "paper": "the authors' 10 evaluation trajectories (899, 910, ..., 999 of 1000, as their loader picked them); some lie in "
+                 "the run's training split (see trained_on)",
+        **provenance_attrs({"model": config, "evaluation": settings}),
+    }
+    if "paper" not in sets:
+        del attrs["paper"]
+    return attrs
 
 
 def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]], n_steps: int | None = None,
@@ -373,32 +414,9 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     row = {int(i): k for k, i in enumerate(wanted)}
     per_set = {s: errors[[row[int(i)] for i in idx]].reshape(idx.size, n_steps) for s, idx in sets.items()}
 
-    config = dict(getattr(model, "config", {}) or {})
-    settings = {"n_steps": n_steps, "dtype": "float32", "batch_size": int(batch_size), "eps": EPS,
-                "clamp_threshold": CLAMP_THRESHOLD, "sets": list(sets)}
-    attrs = {
-        "title": "relative RMSE of autoregressive rollouts",
-        "model": name,
-        "label": label or name,
-        "dataset": dataset or "unknown",
-        "seed": -1 if seed is None else int(seed),
-        "run_dir": "none" if run_dir is None else str(run_dir),
-        "data_path": "none" if data_path is None else str(data_path),
-        "dt": model_dt,
-        "n_steps": n_steps,
-        "dtype": "float32",
-        "batch_size": int(batch_size),
-        "device": torch_device.type,
-        "metric": "sqrt(mean_x (pred - true)^2 / (mean_x true^2 + eps)) per trajectory and step; from the first "
-                  "step at which any trajectory of a set reaches clamp_threshold (or is non-finite), every "
-                  "error of that set is 1",
-        "heldout": "every trajectory of the run's test split: never trained on",
-        "paper": "the authors' 10 evaluation trajectories (899, 910, ..., 999 of 1000, as their loader picked them); some lie in "
-                 "the run's training split (see trained_on)",
-        **provenance_attrs({"model": config, "evaluation": settings}),
-    }
-    if "paper" not in sets:
-        del attrs["paper"]
+    attrs = _evaluation_attrs(model, name=name, sets=sets, n_steps=n_steps, batch_size=batch_size, label=label,
+                              dataset=dataset, seed=seed, run_dir=run_dir, data_path=data_path, model_dt=model_dt,
+                              torch_device=torch_device)
     return metric_dataset(per_set, sets, split=split, dt=model_dt, attrs=attrs)
 
 
