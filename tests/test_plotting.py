@@ -21,7 +21,7 @@ import xarray as xr
 from mesodyn.config import ConfigError, load_config
 from mesodyn.diagnostics import (
     dissipation_along_rollout, energy_along_truth, energy_change_vs_dt, energy_order, energy_vs_truth,
-    operator_symbols, step_size_sweep, write_diagnostic,
+    operator_symbols, prediction, step_size_sweep, write_diagnostic,
 )
 from mesodyn.evaluation import metric_dataset
 from mesodyn.models import build_model, cast_module
@@ -30,7 +30,7 @@ import mesodyn.plotting as plotting_module
 from mesodyn.plotting import (
     FIGURES, MODEL_LABELS, STYLE, diagnostic_plan, figure_inputs, figure_plan, figure_targets, make_figure,
     paper_values, plot_energy_change_vs_dt, plot_energy_order, plot_energy_vs_truth, plot_operator_symbols,
-    plot_rel_rmse, plot_step_size_sweep, plot_stepper_comparison, save_figure, style,
+    plot_prediction, plot_rel_rmse, plot_step_size_sweep, plot_stepper_comparison, save_figure, style,
 )
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -74,6 +74,7 @@ def diagnostics(model):
         "energy_order": energy_order(model, data, samples=[0, 1], n_u=21),
         "operator_symbols": operator_symbols(model, system="allen_cahn"),
         "dissipation": dissipation_along_rollout(model, data, samples=[0, 1], n_steps=5),
+        "prediction": prediction(model, data, samples=[1, 0]),
     }
 
 
@@ -207,6 +208,19 @@ def test_energy_change_order_symbols_and_truth_figures(diagnostics):
     assert any(t == "truth" for t in _legend_texts(symbols.figure))
     for d in (change, order, symbols):
         matplotlib.pyplot.close(d.figure)
+
+
+def test_prediction_figure_shows_truth_prediction_and_error_from_the_file(diagnostics):
+    ds = diagnostics["prediction"]
+    assert json.loads(ds.attrs["samples"]) == [1] and ds["rel_rmse"].values[0] == 0.0
+    np.testing.assert_allclose(ds["error"].values, ds["prediction"].values - ds["truth"].values, atol=1e-6)
+    with style():
+        drawn = plot_prediction(ds, dataset="allen_cahn")
+    images = [ax for ax in drawn.figure.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [ax.get_title(loc="right") for ax in images] == ["truth", "prediction", "error"]
+    assert drawn.numbers["sample"] == 1 and drawn.numbers["rel_rmse_last"] == float(ds["rel_rmse"].values[-1])
+    assert "test trajectory 1" in drawn.finding
+    matplotlib.pyplot.close(drawn.figure)
 
 
 def test_every_figure_is_byte_identical_on_rerun_and_in_a_fresh_process(tmp_path, diagnostics):

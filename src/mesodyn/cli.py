@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set data.kdv.scheme=etdrk4 (repeatable)")
     fit = sub.add_parser("fit", help="train one model on one fields file (any registered model)")
-    fit.add_argument("data", help="fields file (netCDF) written by simulate or solve")
+    fit.add_argument("data", help="fields file (netCDF) written by simulate or solve, or of your own (docs/your-data.md)")
     fit.add_argument("--model", required=True,
                      help="a run name of the config's fit.models, or a registered model name (speconsnet, fno, ...)")
     fit.add_argument("--out", required=True, help="run folder to write (weights.pt, model.json, history.csv, ...)")
@@ -322,6 +322,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise CommandLineError(f"fields file {args.data} names no data set (no 'dataset' attribute); name it with "
                                "--dataset, as the tables will.")
     _check_out_file(args.out, "--out")
+    if dataset not in DATASETS:  # a data set of the user's own: evaluated on its held-out split alone
+        from mesodyn.registry import register_user_datasets
+
+        register_user_datasets({"data": {dataset: {"path": str(args.data)}}})
     with log_to(None):
         evaluate_run_files(run_dir, args.data, args.out, label=label, dataset=dataset,
                            batch_size=args.batch_size, threads=args.threads)

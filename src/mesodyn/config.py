@@ -137,12 +137,54 @@ def _check_consistency(config: Mapping[str, Any], *, data: Collection[str] | Non
                        fits: Collection[tuple[str, str | None]] | None = None, runs_here: bool = False) -> None:
     """Checks that span several keys (the schema checks keys one by one), done by the data sets' own config
     classes so that a mistake stops the workflow at start-up rather than inside a job."""
-    names = [n for n in config.get("data", {}) if n != "threads"]  # data.threads: the jobs' threads
+    from mesodyn.registry import user_datasets
+
+    _check_names(config)
+    users = user_datasets(config)
+    # data.threads: the jobs' threads; a user data set's entry names its file, which is checked on its own
+    names = [n for n in config.get("data", {}) if n != "threads" and n not in users]
     for name in names if data is None else [n for n in data if n in names]:
         _check_data(config, name)
+    _register_user_data(config, users if data is None else {n: users[n] for n in data if n in users})
     if fits is None:
         fits = [(dataset, run) for dataset in config.get("datasets", []) for run in fit_models(config, dataset)]
-    _check_fit(config, fits, data=names if data is None else data, runs_here=runs_here)
+    _check_fit(config, fits, data=[*names, *users] if data is None else data, runs_here=runs_here)
+
+
+def _check_names(config: Mapping[str, Any]) -> None:
+    """Every data set named in ``datasets``, ``fit.datasets`` and ``figures.sweep_factors`` is one of the paper's or
+    one of the user's own (a ``data`` entry with a ``path``)."""
+    from mesodyn.registry import DATASETS, user_datasets
+
+    known = [*DATASETS, *user_datasets(config)]
+    for i, name in enumerate(config.get("datasets", [])):
+        if name not in known:
+            raise ConfigError(f"config key 'datasets.{i}' is {name!r}; it must be one of {', '.join(DATASETS)}, or a "
+                              f"data set of your own named with its file under data (data.{name}.path, see "
+                              "docs/your-data.md).")
+    for section, entries in (("fit.datasets", config.get("fit", {}).get("datasets", {})),
+                             ("figures.sweep_factors", config.get("figures", {}).get("sweep_factors", {}))):
+        extra = sorted(set(entries) - set(known))
+        if extra:
+            raise ConfigError(f"unknown config key '{extra[0]}' under '{section}'; allowed keys: "
+                              f"{', '.join(sorted(known))}.")
+
+
+def _register_user_data(config: Mapping[str, Any], users: Mapping[str, Mapping[str, Any]]) -> None:
+    """Join the user data sets to the registry (:func:`mesodyn.registry.register_user_datasets`), reading each file's
+    header: a path that does not exist, a file that is not netCDF or a ``u`` of other dims stops here."""
+    from mesodyn.fields import FieldsContractError
+    from mesodyn.registry import USER_DATASETS, user_dataset_info
+
+    for name, entry in users.items():
+        try:
+            info = user_dataset_info(name, entry)
+        except FieldsContractError as exc:
+            raise ConfigError(f"config 'data.{name}.path': {str(exc).rstrip('.')}.") from None
+        if entry.get("epsilon") is not None and info.pde != "allen_cahn":
+            raise ConfigError(f"config 'data.{name}.epsilon' is Allen-Cahn's parameter; declare pde: allen_cahn "
+                              "or leave it out.")
+        USER_DATASETS[name] = info
 
 
 def _check_data(config: Mapping[str, Any], name: str) -> None:
@@ -226,7 +268,6 @@ def _check_training(config: Mapping[str, Any], dataset: str, run: str | None, *,
                     runs_here: bool) -> None:
     """One run's training settings: consistent, the split non-empty and the window within the frames of the data
     set's config (when the data set is in scope), the device present."""
-    from mesodyn.fields import split_sizes
     from mesodyn.training.settings import TrainConfig, train_settings
 
     fit = config.get("fit", {})
@@ -240,22 +281,36 @@ def _check_training(config: Mapping[str, Any], dataset: str, run: str | None, *,
         raise ConfigError(f"{where} are inconsistent: {str(exc).rstrip('.')}.") from None
     params = config.get("data", {}).get(dataset)
     if dataset in data and isinstance(params, Mapping) and "n_samples" in params:
-        n = int(params["n_samples"])
-        sizes = split_sizes(n, settings.split)
-        counts = "/".join(map(str, sizes))
-        if min(sizes[:2]) < 1:
-            part = "train" if sizes[0] < 1 else "validation"
-            raise ConfigError(f"{where}: split {list(settings.split)} leaves the {part} part of "
-                              f"data.{dataset}.n_samples = {n} trajectories empty ({counts}).")
-        if sizes[2] < 1:  # a fit still runs; its evaluation has no held-out trajectory
-            logger.warning("%s: split %s leaves the test part of data.%s.n_samples = %d trajectories empty (%s): "
-                           "nothing is evaluated on held-out data.", where, list(settings.split), dataset, n, counts)
-        frames = _frames(dataset, params)
-        if frames is not None and settings.window > frames:
-            raise ConfigError(f"{where}: window = {settings.window} is longer than the {frames} frames that "
-                              f"data.{dataset} produces (t_final, dt and save_every).")
+        _check_sizes(where, settings, n=int(params["n_samples"]), frames=_frames(dataset, params),
+                     trajectories=f"data.{dataset}.n_samples = {int(params['n_samples'])} trajectories",
+                     produced=f"that data.{dataset} produces (t_final, dt and save_every)")
+    elif dataset in data and isinstance(params, Mapping) and "path" in params:
+        from mesodyn.registry import USER_DATASETS
+
+        shape = USER_DATASETS[dataset].shape if dataset in USER_DATASETS else None
+        if shape is not None:  # a user's file: its header gave the sizes
+            _check_sizes(where, settings, n=shape[0], frames=shape[1],
+                         trajectories=f"the {shape[0]} trajectories of {params['path']}",
+                         produced=f"of {params['path']}")
     if settings.device == "cuda":
         _check_cuda(where, runs_here=runs_here)
+
+
+def _check_sizes(where: str, settings: Any, *, n: int, frames: int | None, trajectories: str, produced: str) -> None:
+    """The split against the trajectories and the window against the frames of a data set."""
+    from mesodyn.fields import split_sizes
+
+    sizes = split_sizes(n, settings.split)
+    counts = "/".join(map(str, sizes))
+    if min(sizes[:2]) < 1:
+        part = "train" if sizes[0] < 1 else "validation"
+        raise ConfigError(f"{where}: split {list(settings.split)} leaves the {part} part of {trajectories} empty "
+                          f"({counts}).")
+    if sizes[2] < 1:  # a fit still runs; its evaluation has no held-out trajectory
+        logger.warning("%s: split %s leaves the test part of %s empty (%s): nothing is evaluated on held-out data.",
+                       where, list(settings.split), trajectories, counts)
+    if frames is not None and settings.window > frames:
+        raise ConfigError(f"{where}: window = {settings.window} is longer than the {frames} frames {produced}.")
 
 
 def _frames(dataset: str, params: Mapping[str, Any]) -> int | None:

@@ -17,6 +17,7 @@ Evaluation sets
     Every trajectory of the run's test split (``split.json``): never seen in training nor in model selection.
     This is the honest number and our headline.
 ``paper``
+    Only for a data set with published numbers (:func:`has_paper_set`; not for a data set of the user's own).
     The authors' 10 trajectories (:func:`paper_indices`): for 1000 trajectories the indices 899, 910, 921, …,
     987, 999, from the tail ``[int(n (0.7 + 0.2)):]`` of the data in file order, as their loader picked them.
     The authors split their data 70/20/10 at random, so most of these were *training* trajectories of their
@@ -84,7 +85,8 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
     "EPS", "CLAMP_THRESHOLD", "PAPER_SET_SIZE", "SETS", "SPLIT_PARTS",
-    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "evaluation_sets", "split_membership",
+    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "has_paper_set", "evaluation_sets",
+    "split_membership",
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
 
@@ -118,8 +120,22 @@ def paper_indices(n_samples: int) -> np.ndarray:
     return start + np.linspace(0, tail - 1, PAPER_SET_SIZE).astype(np.int64)
 
 
-def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
-    """The trajectory indices of each evaluation set: ``{"heldout": test split, "paper": paper_indices(n)}``.
+def has_paper_set(dataset: str | None) -> bool:
+    """Whether data set ``dataset`` is evaluated on the authors' trajectories too: a data set of the paper where the
+    paper has numbers for it (:attr:`mesodyn.registry.DatasetInfo.published`), or data of no registered data set (the
+    sets of the paper's layout); a data set of the user's own (:data:`mesodyn.registry.USER_DATASETS`) is evaluated
+    on its held-out split alone."""
+    from mesodyn.registry import DATASETS, USER_DATASETS
+
+    if dataset in DATASETS:
+        return DATASETS[dataset].published is not None
+    return dataset not in USER_DATASETS
+
+
+def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]], *,
+                    paper: bool = True) -> dict[str, np.ndarray]:
+    """The trajectory indices of each evaluation set: ``{"heldout": test split, "paper": paper_indices(n)}``
+    (without ``paper`` where ``paper`` is false: a data set without published numbers).
 
     Parameters
     ----------
@@ -131,8 +147,10 @@ def evaluation_sets(n_samples: int, split: Mapping[str, Sequence[int]]) -> dict[
     """
     n = int(n_samples)
     _check_split(split, n)
-    return {"heldout": np.asarray(sorted(int(i) for i in split["test"]), dtype=np.int64),
-            "paper": paper_indices(n)}
+    sets = {"heldout": np.asarray(sorted(int(i) for i in split["test"]), dtype=np.int64)}
+    if paper:
+        sets["paper"] = paper_indices(n)
+    return sets
 
 
 def split_membership(indices: Sequence[int], split: Mapping[str, Sequence[int]]) -> np.ndarray:
@@ -154,6 +172,46 @@ def _check_split(split: Mapping[str, Sequence[int]], n: int) -> None:
 
 
 # -- the evaluation data set ---------------------------------------------------------------------------------
+def _metric_layout(*, names: list[str], rel: np.ndarray, raw: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                   sample: np.ndarray, part: np.ndarray, counts: Mapping[str, np.ndarray], diverged: np.ndarray,
+                   steps: np.ndarray, width: int, dt: float) -> xr.Dataset:
+    """The variables and coordinates of the evaluation data set (the layout of the module docstring)."""
+    dims3, dims2 = ("set", "step", "trajectory"), ("set", "step")
+    return xr.Dataset(
+        {
+            "rel_rmse": (dims3, rel, {"long_name": "relative RMSE of the rollout, clamped after divergence",
+                                      "units": "1"}),
+            "rel_rmse_unclamped": (dims3, raw, {"long_name": "relative RMSE of the rollout before the clamp",
+                                                "units": "1"}),
+            "rel_rmse_mean": (dims2, mean, {"long_name": "mean of rel_rmse over the set's trajectories",
+                                            "units": "1"}),
+            "rel_rmse_std": (dims2, std, {"long_name": "standard deviation (ddof 0) of rel_rmse over the set's "
+                                                       "trajectories", "units": "1"}),
+            "sample": (("set", "trajectory"), sample, {"long_name": "index of the trajectory in the data file",
+                                                       "units": "1", "padding": -1}),
+            "split_part": (("set", "trajectory"), part, {
+                "long_name": "part of the run's split holding the trajectory", "padding": np.int8(-1),
+                "flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "train valid test"}),
+            "n_trajectories": (("set",), counts["n"], {"long_name": "trajectories in the set", "units": "1"}),
+            "trained_on": (("set",), counts["train"], {"long_name": "trajectories of the set in the training split",
+                                                      "units": "1"}),
+            "validated_on": (("set",), counts["valid"], {
+                "long_name": "trajectories of the set in the validation split", "units": "1"}),
+            "diverged_step": (("set",), diverged, {
+                "long_name": "first step at which any trajectory of the set reached the clamp threshold "
+                             "(-1: never)", "units": "1"}),
+        },
+        coords={
+            "set": ("set", np.asarray(names, dtype=object), {"long_name": "evaluation set"}),
+            "step": ("step", steps, {"long_name": "autoregressive step", "units": "1"}),
+            "lead_time": ("step", steps * float(dt), {"long_name": "lead time (step times dt)",
+                                                      "units": "time unit of the data"}),
+            "trajectory": ("trajectory", np.arange(width, dtype=np.int64),
+                           {"long_name": "position of the trajectory within its set", "units": "1"}),
+        },
+    )
+
+
 def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int]], *,
                    split: Mapping[str, Sequence[int]], dt: float,
                    attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -213,40 +271,8 @@ def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int
         if t_star is not None:
             diverged[k] = t_star + 1  # steps are numbered from 1
     steps = np.arange(1, n_steps + 1, dtype=np.int64)
-    dims3, dims2 = ("set", "step", "trajectory"), ("set", "step")
-    ds = xr.Dataset(
-        {
-            "rel_rmse": (dims3, rel, {"long_name": "relative RMSE of the rollout, clamped after divergence",
-                                      "units": "1"}),
-            "rel_rmse_unclamped": (dims3, raw, {"long_name": "relative RMSE of the rollout before the clamp",
-                                                "units": "1"}),
-            "rel_rmse_mean": (dims2, mean, {"long_name": "mean of rel_rmse over the set's trajectories",
-                                            "units": "1"}),
-            "rel_rmse_std": (dims2, std, {"long_name": "standard deviation (ddof 0) of rel_rmse over the set's "
-                                                       "trajectories", "units": "1"}),
-            "sample": (("set", "trajectory"), sample, {"long_name": "index of the trajectory in the data file",
-                                                       "units": "1", "padding": -1}),
-            "split_part": (("set", "trajectory"), part, {
-                "long_name": "part of the run's split holding the trajectory", "padding": np.int8(-1),
-                "flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "train valid test"}),
-            "n_trajectories": (("set",), counts["n"], {"long_name": "trajectories in the set", "units": "1"}),
-            "trained_on": (("set",), counts["train"], {"long_name": "trajectories of the set in the training split",
-                                                      "units": "1"}),
-            "validated_on": (("set",), counts["valid"], {
-                "long_name": "trajectories of the set in the validation split", "units": "1"}),
-            "diverged_step": (("set",), diverged, {
-                "long_name": "first step at which any trajectory of the set reached the clamp threshold "
-                             "(-1: never)", "units": "1"}),
-        },
-        coords={
-            "set": ("set", np.asarray(names, dtype=object), {"long_name": "evaluation set"}),
-            "step": ("step", steps, {"long_name": "autoregressive step", "units": "1"}),
-            "lead_time": ("step", steps * float(dt), {"long_name": "lead time (step times dt)",
-                                                      "units": "time unit of the data"}),
-            "trajectory": ("trajectory", np.arange(width, dtype=np.int64),
-                           {"long_name": "position of the trajectory within its set", "units": "1"}),
-        },
-    )
+    ds = _metric_layout(names=names, rel=rel, raw=raw, mean=mean, std=std, sample=sample, part=part, counts=counts,
+                        diverged=diverged, steps=steps, width=width, dt=dt)
     ds.attrs = to_netcdf_attrs({"eps": EPS, "clamp_threshold": CLAMP_THRESHOLD, **(attrs or {})})
     return ds
 
@@ -285,6 +311,39 @@ def _rollout_errors(model: Any, u: xr.DataArray, indices: np.ndarray, *, n_steps
         state = torch.as_tensor(frames[:, 0], dtype=torch.float32, device=device)
         rollout(lambda v: guarded_step(model, v), state, n_steps=n_steps, on_step=record)
     return out
+
+
+def _evaluation_attrs(model: Any, *, name: str, sets: Mapping[str, np.ndarray], n_steps: int, batch_size: int,
+                      label: str | None, dataset: str | None, seed: int | None, run_dir: Any, data_path: Any,
+                      model_dt: float, torch_device: Any) -> dict[str, Any]:
+    """The global attributes of an evaluation file (module docstring)."""
+    config = dict(getattr(model, "config", {}) or {})
+    settings = {"n_steps": n_steps, "dtype": "float32", "batch_size": int(batch_size), "eps": EPS,
+                "clamp_threshold": CLAMP_THRESHOLD, "sets": list(sets)}
+    attrs = {
+        "title": "relative RMSE of autoregressive rollouts",
+        "model": name,
+        "label": label or name,
+        "dataset": dataset or "unknown",
+        "seed": -1 if seed is None else int(seed),
+        "run_dir": "none" if run_dir is None else str(run_dir),
+        "data_path": "none" if data_path is None else str(data_path),
+        "dt": model_dt,
+        "n_steps": n_steps,
+        "dtype": "float32",
+        "batch_size": int(batch_size),
+        "device": torch_device.type,
+        "metric": "sqrt(mean_x (pred - true)^2 / (mean_x true^2 + eps)) per trajectory and step; from the first "
+                  "step at which any trajectory of a set reaches clamp_threshold (or is non-finite), every "
+                  "error of that set is 1",
+        "heldout": "every trajectory of the run's test split: never trained on",
+        "paper": "the authors' 10 evaluation trajectories (899, 910, ..., 999 of 1000, as their loader picked them); some lie in "
+                 "the run's training split (see trained_on)",
+        **provenance_attrs({"model": config, "evaluation": settings}),
+    }
+    if "paper" not in sets:
+        del attrs["paper"]
+    return attrs
 
 
 def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]], n_steps: int | None = None,
@@ -345,7 +404,8 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     torch_device = prepare_model(model, dtype=torch.float32, device=device)
 
-    sets = evaluation_sets(n_samples, split)
+    dataset = dataset or dataset_name(data)
+    sets = evaluation_sets(n_samples, split, paper=has_paper_set(dataset))
     wanted = np.unique(np.concatenate([idx for idx in sets.values()])) if any(
         idx.size for idx in sets.values()) else np.empty(0, dtype=np.int64)
     # Each trajectory is rolled out once even when both sets hold it.
@@ -354,30 +414,9 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     row = {int(i): k for k, i in enumerate(wanted)}
     per_set = {s: errors[[row[int(i)] for i in idx]].reshape(idx.size, n_steps) for s, idx in sets.items()}
 
-    config = dict(getattr(model, "config", {}) or {})
-    settings = {"n_steps": n_steps, "dtype": "float32", "batch_size": int(batch_size), "eps": EPS,
-                "clamp_threshold": CLAMP_THRESHOLD, "sets": list(sets)}
-    attrs = {
-        "title": "relative RMSE of autoregressive rollouts",
-        "model": name,
-        "label": label or name,
-        "dataset": dataset or dataset_name(data) or "unknown",
-        "seed": -1 if seed is None else int(seed),
-        "run_dir": "none" if run_dir is None else str(run_dir),
-        "data_path": "none" if data_path is None else str(data_path),
-        "dt": model_dt,
-        "n_steps": n_steps,
-        "dtype": "float32",
-        "batch_size": int(batch_size),
-        "device": torch_device.type,
-        "metric": "sqrt(mean_x (pred - true)^2 / (mean_x true^2 + eps)) per trajectory and step; from the first "
-                  "step at which any trajectory of a set reaches clamp_threshold (or is non-finite), every "
-                  "error of that set is 1",
-        "heldout": "every trajectory of the run's test split: never trained on",
-        "paper": "the authors' 10 evaluation trajectories (899, 910, ..., 999 of 1000, as their loader picked them); some lie in "
-                 "the run's training split (see trained_on)",
-        **provenance_attrs({"model": config, "evaluation": settings}),
-    }
+    attrs = _evaluation_attrs(model, name=name, sets=sets, n_steps=n_steps, batch_size=batch_size, label=label,
+                              dataset=dataset, seed=seed, run_dir=run_dir, data_path=data_path, model_dt=model_dt,
+                              torch_device=torch_device)
     return metric_dataset(per_set, sets, split=split, dt=model_dt, attrs=attrs)
 
 
@@ -426,7 +465,8 @@ def _check_evaluation_data(data: xr.Dataset, split: Mapping[str, Any], *, source
     if "u" not in data or "sample" not in data["u"].dims:
         check_fields(data, contract=contract, source=source, dataset=dataset)  # names what is missing
     try:
-        sets = evaluation_sets(int(data["u"].sizes["sample"]), split)
+        sets = evaluation_sets(int(data["u"].sizes["sample"]), split,
+                               paper=has_paper_set(dataset or dataset_name(data)))
     except ValueError as exc:
         raise FieldsContractError(f"fields file {source} is not the data of run {run_dir}: "
                                   f"{str(exc).rstrip('.')}.") from None

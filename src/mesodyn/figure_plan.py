@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from mesodyn.registry import DATASETS, MODELS, diagnosable_models, ndim
+from mesodyn.registry import DATASETS, MODELS, DatasetInfo, dataset_info, diagnosable_models, ndim
 
-__all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
+__all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels"]
 
@@ -27,15 +27,24 @@ MODEL_LABELS: dict[str, str] = {name: info.label for name, info in MODELS.items(
 """Legend names of the registered models, as the paper names them (:data:`mesodyn.registry.MODELS`)."""
 
 DATASET_LABELS: dict[str, str] = {name: info.label for name, info in DATASETS.items()}
-"""Display names of the registered data sets (:data:`mesodyn.registry.DATASETS`)."""
+"""Display names of the paper's data sets (:data:`mesodyn.registry.DATASETS`); :func:`dataset_label` for any."""
+
+
+def dataset_label(dataset: str) -> str:
+    """The display name of a registered data set, the paper's or the user's own (its name where unregistered)."""
+    try:
+        return dataset_info(dataset).label
+    except ValueError:
+        return dataset
 
 
 # -- the figures of the workflow: which, from which files --------------------------------------------------------------
 @dataclass(frozen=True)
 class FigureInfo:
-    """A figure of the workflow: its ``title``, report ``category``, the ``datasets`` it is drawn for (``None``: every
-    one), the diagnostics files it reads (keys of :data:`DIAGNOSTIC_FILES`), whether it reads the evaluation files
-    (``metrics``), and its number in the paper (``None``: ours)."""
+    """A figure of the workflow: its ``title``, report ``category``, the paper's ``datasets`` it is drawn for
+    (``None``: every one), the diagnostics files it reads (keys of :data:`DIAGNOSTIC_FILES`), whether it reads the
+    evaluation files (``metrics``), its number in the paper (``None``: ours), and ``user``: whether it is drawn for
+    a user data set, asked of the data set's registry entry (``None``: always)."""
 
     title: str
     category: str
@@ -43,15 +52,27 @@ class FigureInfo:
     diagnostics: tuple[str, ...]
     metrics: bool = False
     paper_figure: int | None = None
+    user: Callable[[DatasetInfo], bool] | None = None
+
+    def applies_to(self, dataset: str) -> bool:
+        """Whether the figure is drawn for ``dataset`` (a paper data set, or a registered user data set)."""
+        if dataset in DATASETS:
+            return self.datasets is None or dataset in self.datasets
+        return self.user is None or self.user(dataset_info(dataset))
+
+
+def _knows_allen_cahn_energy(info: DatasetInfo) -> bool:
+    return info.energy == "allen_cahn"
 
 
 FIGURES: dict[str, FigureInfo] = {
     "rel_rmse": FigureInfo("relative RMSE against lead time", "Fig. 1 – error against lead time", None, (),
                            metrics=True, paper_figure=1),
     "energy_vs_truth": FigureInfo("learned against true energy", "Fig. 3 – learned against true energy",
-                                  ("allen_cahn", "allen_cahn_2d"), ("energy_vs_truth",), paper_figure=3),
+                                  ("allen_cahn", "allen_cahn_2d"), ("energy_vs_truth",), paper_figure=3,
+                                  user=_knows_allen_cahn_energy),
     "step_size_sweep": FigureInfo("step-size sweep", "Fig. 4 – step-size sweep", ("allen_cahn", "allen_cahn_2d"),
-                                  ("step_size_sweep",), paper_figure=4),
+                                  ("step_size_sweep",), paper_figure=4, user=_knows_allen_cahn_energy),
     "energy_along_truth": FigureInfo("learned energy along the true trajectories",
                                      "Fig. 5 – learned energy along the truth", ("kdv", "fput", "fene"),
                                      ("energy_along_truth",), paper_figure=5),
@@ -65,6 +86,8 @@ FIGURES: dict[str, FigureInfo] = {
     "operator_symbols": FigureInfo("learned operator symbols and dissipation",
                                    "Ours – learned operators against the truth", None,
                                    ("operator_symbols", "dissipation")),
+    "prediction": FigureInfo("prediction against truth on a test trajectory",
+                             "Ours – prediction against truth", None, ("prediction",)),
 }
 """Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""
 
@@ -76,6 +99,7 @@ DIAGNOSTIC_FILES: dict[str, str] = {
     "energy_order": "energy_order",
     "operator_symbols": "operator_symbols",
     "dissipation": "dissipation_along_rollout",
+    "prediction": "prediction",
 }
 """Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
 :data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
@@ -132,7 +156,7 @@ def figure_plan(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     plan = []
     for figure, info in FIGURES.items():
         for dataset in config.get("datasets", []):
-            if info.datasets is not None and dataset not in info.datasets:
+            if not info.applies_to(dataset):
                 continue
             if info.metrics:
                 if dataset in with_models:
@@ -188,6 +212,9 @@ def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str
                 options = {"along": "rollout"}
             if name in ("energy_change_vs_dt", "dissipation") and ndim(dataset) == 1:
                 options["local_derivative"] = "exact"   # float64 rollouts of a few 1-D fields: 2.5x cheaper
+            if name in ("energy_vs_truth", "operator_symbols") and dataset not in DATASETS:
+                # a user's file does not name its system: the registry's entry (its declared pde) does
+                options["system"] = dataset_info(dataset).energy
             out[(dataset, name)] = {"path": _diagnostic_path(dataset, settings, name),
                                     "run_dir": f"results/models/{dataset}/{settings['run']}/seed{settings['seed']}",
                                     "kind": DIAGNOSTIC_FILES[name], "n_samples": n_samples, "options": options}

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["log_to", "set_threads", "simulate_chain_files", "solve_pde_files", "fit_files", "evaluate_run_files",
-           "table_files"]
+__all__ = ["log_to", "workflow_job", "set_threads", "simulate_chain_files", "solve_pde_files", "user_data_files",
+           "fit_files", "evaluate_run_files", "table_files"]
 
 logger = logging.getLogger("mesodyn")
 
@@ -36,6 +36,17 @@ def log_to(path: str | os.PathLike | None) -> Iterator[None]:
             yield
         finally:
             root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def workflow_job(smk: Any) -> Iterator[None]:
+    """The frame of every workflow script: logging to the job's log, and the config's user data sets joined to the
+    registry (:func:`mesodyn.registry.register_user_datasets`), as they were when the workflow was parsed."""
+    from mesodyn.registry import register_user_datasets
+
+    with log_to(smk.log[0]):
+        register_user_datasets(smk.config)
+        yield
 
 
 def set_threads(threads: int | None) -> int:
@@ -98,6 +109,40 @@ def solve_pde_files(name: str, config: Mapping[str, Any], *, fields_path: str | 
     logger.info("accepted %d of %d trials", fields.sizes["sample"], fields.attrs["n_trials"])
     write_fields(fields, fields_path, config=relevant)
     logger.info("wrote %s", fields_path)
+
+
+def user_data_files(name: str, config: Mapping[str, Any], *, fields_path: str | os.PathLike) -> None:
+    """Check a user data set's own file (``data.<name>.path``) against the user contract and write it as the
+    workflow's fields file ``fields_path``, so that every later step reads it as it reads a paper data set.
+
+    The check (:func:`mesodyn.fields.check_fields`, ``contract="user"``) covers every value, the coordinates, and the
+    longest training window and every split of the runs fitted on it; a file that fails writes nothing. The copy
+    holds ``u`` in float64 (the precision of the paper's files; the models cast it as they need), the file's own
+    coordinates, variables and attributes, and adds ``dataset`` (the config's name), ``source_file``, a declared
+    ``epsilon`` and the provenance attributes.
+    """
+    from mesodyn.config import fit_models
+    from mesodyn.fields import check_fields, read_fields, write_netcdf
+    from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
+    from mesodyn.training.settings import TrainConfig, train_settings
+
+    entry = config["data"][name]
+    path = entry["path"]
+    fit = config.get("fit", {})
+    seed = fit.get("seeds", [0])[0]
+    settings = [TrainConfig.from_dict(train_settings(fit, dataset=name, seed=seed, run=run))
+                for run in fit_models(config, name)]
+    window = max((s.window for s in settings), default=None)
+    splits = list(dict.fromkeys(tuple(s.split) for s in settings)) or [None]
+    data = read_fields(path, contract="user", window=window, split=splits[0])
+    for split in splits[1:]:  # the other runs' splits against the trajectories (values checked once)
+        check_fields(data, contract="user", source=path, split=split, samples=[])
+    data["u"] = data["u"].astype("float64")
+    declared = {key: entry[key] for key in ("epsilon",) if entry.get(key) is not None}
+    data.attrs = to_netcdf_attrs({**data.attrs, "dataset": name, "source_file": str(path), **declared,
+                                  **provenance_attrs({"data": {name: dict(entry)}})})
+    write_netcdf(data, fields_path)
+    logger.info("checked %s (%s) and wrote %s", path, dict(data["u"].sizes), fields_path)
 
 
 def fit_files(data_path: str | os.PathLike, *, model: Mapping[str, Any], train: Mapping[str, Any],

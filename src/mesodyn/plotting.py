@@ -24,6 +24,8 @@ figure (:data:`FIGURES`)    what it shows
 ``stepper_comparison``      ours: explicit Euler against the stabilized stepper at 3 and 10 times the training step
 ``operator_symbols``        ours: gauge-invariant symbols b m(k), b phi(k) against the truth, and the dissipation
                             <mu, M mu> along rollouts
+``prediction``              ours: a test trajectory rolled out from its first frame against the truth, with the
+                            error (space-time images in 1-D, snapshots in 2-D)
 ==========================  ===================================================================================
 
 The numbers the paper states for its figures are package data (``mesodyn/data/paper_figures.json``, read by
@@ -67,6 +69,7 @@ from mesodyn.figure_plan import (  # noqa: E402  (the workflow's plan of figures
     STYLE,
     TABLE_PAGE,
     FigureInfo,
+    dataset_label,
     diagnostic_plan,
     figure_inputs,
     figure_paths,
@@ -80,7 +83,7 @@ __all__ = [
     "STYLE", "MODEL_LABELS", "DATASET_LABELS", "FIGURES", "DIAGNOSTIC_FILES", "Drawn", "FigureInfo", "paper_values",
     "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
     "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
-    "plot_operator_symbols", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
+    "plot_operator_symbols", "plot_prediction", "dataset_label", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
     "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure",
 ]
 
@@ -174,7 +177,7 @@ def _title(fig: plt.Figure, text: str, dataset: str) -> None:
     import textwrap
 
     width = max(40, int(13 * fig.get_figwidth()))
-    fig.suptitle(textwrap.fill(f"{DATASET_LABELS.get(dataset, dataset)}: {text}", width), fontsize=10)
+    fig.suptitle(textwrap.fill(f"{dataset_label(dataset)}: {text}", width), fontsize=10)
 
 
 def _panel_letters(axes: Sequence[plt.Axes]) -> None:
@@ -843,6 +846,92 @@ def plot_operator_symbols(symbols: xr.Dataset, *, dataset: str, dissipation: xr.
     return Drawn(fig, numbers, paper_or_truth, "; ".join(parts))
 
 
+# -- ours: prediction against truth ---------------------------------------------------------------------------------
+_PREDICTION_SNAPSHOTS = 4
+
+
+def _prediction_panels(ds: xr.Dataset) -> tuple[list[tuple[str, np.ndarray]], float, float]:
+    """Truth, prediction and error, with the shared colour limit of the first two and the error's."""
+    panels = [(name, np.asarray(ds[key].values, dtype=np.float64))
+              for name, key in (("truth", "truth"), ("prediction", "prediction"), ("error", "error"))]
+    field_lim = float(np.nanmax(np.abs(panels[0][1]))) or 1.0
+    finite = _finite(panels[2][1])
+    error_lim = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else field_lim
+    return panels, field_lim, error_lim
+
+
+def _draw_space_time(fig: plt.Figure, ds: xr.Dataset, dataset: str) -> None:
+    """1-D: truth, prediction and error as images over (x, t), one colour scale for truth and prediction."""
+    panels, field_lim, error_lim = _prediction_panels(ds)
+    x, t = ds["x"].values, ds["time"].values
+    axes = fig.subplots(1, 3, sharey=True)
+    for ax, (name, values) in zip(axes, panels):
+        lim = error_lim if name == "error" else field_lim
+        image = ax.imshow(values, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                          extent=(float(x[0]), float(x[-1]), float(t[0]), float(t[-1])), interpolation="nearest")
+        ax.grid(False)
+        ax.set_title(name)
+        ax.set_xlabel("x")
+        fig.colorbar(image, ax=ax, shrink=0.85)
+    axes[0].set_ylabel(_time_label(dataset, "time"))
+    _panel_letters(axes)
+
+
+def _draw_snapshots(fig: plt.Figure, ds: xr.Dataset) -> list[int]:
+    """2-D: truth, prediction and error (rows) at a few frames from the first to the last (columns)."""
+    panels, field_lim, error_lim = _prediction_panels(ds)
+    n_time = int(ds.sizes["time"])
+    frames = sorted({int(round(f)) for f in np.linspace(0, n_time - 1, min(_PREDICTION_SNAPSHOTS, n_time))})
+    axes = fig.subplots(3, len(frames), squeeze=False)
+    for row, (name, values) in enumerate(panels):
+        lim = error_lim if name == "error" else field_lim
+        for col, frame in enumerate(frames):
+            ax = axes[row, col]
+            image = ax.imshow(values[frame], origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                              interpolation="nearest")
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"t = {float(ds['time'].values[frame]):.3g}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(name)
+        fig.colorbar(image, ax=list(axes[row]), shrink=0.85)
+    return frames
+
+
+def plot_prediction(ds: xr.Dataset, *, dataset: str) -> Drawn:
+    """Ours: a test trajectory rolled out by the model from its first frame against the truth, with the error;
+    space-time images for 1-D fields, snapshots for 2-D ones.
+
+    Parameters
+    ----------
+    ds
+        :func:`mesodyn.diagnostics.prediction` output.
+    """
+    two_d = ds["truth"].ndim == 3
+    fig = plt.figure(figsize=(7.0, 5.6) if two_d else (7.0, 3.2), layout="constrained")
+    if two_d:
+        frames = _draw_snapshots(fig, ds)
+    else:
+        _draw_space_time(fig, ds, dataset)
+        frames = list(range(int(ds.sizes["time"])))
+    rel = ds["rel_rmse"].values
+    diverged = int(ds["diverged_frame"].item())
+    model = MODEL_LABELS.get(str(ds.attrs.get("model")), str(ds.attrs.get("model")))
+    sample = json.loads(str(ds.attrs.get("samples", "[-1]")))[0]
+    _title(fig, f"{model} against the truth on test trajectory {sample}, from its first frame", dataset)
+    numbers = {"sample": int(sample), "frames": [int(f) for f in frames], "rel_rmse_last": float(rel[-1]),
+               "rel_rmse_max": float(np.nanmax(rel)) if np.isfinite(rel).any() else math.nan,
+               "diverged_frame": diverged, "n_frames": int(ds.sizes["time"])}
+    if diverged >= 0:
+        finding = f"the rollout of test trajectory {sample} is no longer finite from frame {diverged} on"
+    else:
+        finding = (f"over {numbers['n_frames'] - 1} steps of test trajectory {sample} the relative RMSE ends at "
+                   f"{_g(numbers['rel_rmse_last'])} (largest {_g(numbers['rel_rmse_max'])})")
+    return Drawn(fig, numbers, {}, finding)
+
+
 # -- one figure from its files ---------------------------------------------------------------------------------------
 def _open(path: str | os.PathLike) -> xr.Dataset:
     return xr.load_dataset(path, engine="netcdf4")
@@ -871,6 +960,8 @@ def draw(figure: str, dataset: str, inputs: Mapping[str, Any], *, epsilon: float
                                  symbols=_open(inputs["operator_symbols"]), epsilon=epsilon)
     if figure == "stepper_comparison":
         return plot_stepper_comparison(_open(inputs["step_size_sweep"]), dataset=dataset)
+    if figure == "prediction":
+        return plot_prediction(_open(inputs["prediction"]), dataset=dataset)
     return plot_operator_symbols(_open(inputs["operator_symbols"]), dataset=dataset,
                                  dissipation=_open(inputs["dissipation"]))
 

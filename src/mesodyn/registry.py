@@ -9,16 +9,24 @@ therefore imports no PyTorch model code: the config classes live in the torch-fr
 Nobody else spells out a data-set or model name to decide what to do with it: ask :func:`is_chain`, :func:`ndim`,
 :func:`true_energy_system` or a model's :class:`Capabilities` instead. Adding a data set or a model is one entry here
 plus its own module (``docs/extending.md``). The order of each dict is the order of the table's rows.
+
+A data set of the user's own (``docs/your-data.md``) is named in a workflow config with its file
+(``data: {name: {path: ...}}``) and joined to the registry by :func:`register_user_datasets`, as a
+:class:`DatasetInfo` of kind ``"user"`` whose dimension and size are read from the file's header; from then on
+every question above has its answer for it too.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["DatasetInfo", "Capabilities", "ModelInfo", "DATASETS", "MODELS", "import_object", "model_info",
-           "dataset_info", "is_chain", "ndim", "true_energy_system", "diagnosable_models"]
+           "dataset_info", "is_chain", "ndim", "true_energy_system", "diagnosable_models", "USER_DATASETS",
+           "user_dataset_info", "register_user_datasets", "user_datasets"]
 
 
 @dataclass(frozen=True)
@@ -27,13 +35,14 @@ class DatasetInfo:
 
     Attributes
     ----------
-    kind : {"chain", "pde"}
-        Simulated as a microscopic chain and coarse-grained, or solved as a continuum PDE.
+    kind : {"chain", "pde", "user"}
+        Simulated as a microscopic chain and coarse-grained, solved as a continuum PDE, or a file of the user's own
+        (made outside mesodyn; :func:`register_user_datasets`).
     ndim : {1, 2}
         Dimension of the field's grid.
-    pde : str
+    pde : str or None
         The PDE whose classical step is known for it (the equation itself, or for the chains its leading-order
-        long-wave limit).
+        long-wave limit); ``None`` for a user data set that declares none.
     label : str
         The name figures and the report show.
     energy : str or None
@@ -42,14 +51,20 @@ class DatasetInfo:
     published : str or None
         The authors' name of the data set in their result file (the package data ``paper_table.csv``), whose rows
         the table prints beside ours; ``None`` where there are no published numbers.
+    path : str or None
+        A user data set's file (``None`` for the data sets the workflow makes).
+    shape : tuple of int or None
+        A user data set's ``u`` shape (sample, time, grid...), read from the file's header (memory requests).
     """
 
     kind: str
     ndim: int
-    pde: str
+    pde: str | None
     label: str
     energy: str | None = None
     published: str | None = None
+    path: str | None = None
+    shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,8 @@ class ModelInfo:
     the data sets it applies to (``None``: any data set of a supported dimension), whether it has trainable
     parameters, a one-line description, its name in figures (``label``, as the paper names it) and its colour,
     its ``role`` in the comparison (``"paper"``: the paper's model, ``"classical"``, ``"baseline"``: a learned
-    baseline, ``"ablation"``) and what it can do (:class:`Capabilities`)."""
+    baseline, ``"ablation"``), what it can do (:class:`Capabilities`) and what a user data set must declare for it
+    to apply (``requires``: ``"pde"``, a known equation, or ``"energy"``, a known true energy; ``None``: nothing)."""
 
     model: str
     config: str
@@ -92,12 +108,17 @@ class ModelInfo:
     color: str
     role: str
     capabilities: Capabilities = Capabilities()
+    requires: str | None = None
 
     def applies_to(self, dataset: str) -> bool:
-        info = DATASETS.get(dataset)
+        info = DATASETS.get(dataset, USER_DATASETS.get(dataset))
         if info is None:
             return self.datasets is None
-        return info.ndim in self.dims and (self.datasets is None or dataset in self.datasets)
+        if info.ndim not in self.dims:
+            return False
+        if info.kind == "user":  # a file of the user's own: the model applies where its requirement is declared
+            return self.requires is None or getattr(info, self.requires) is not None
+        return self.datasets is None or dataset in self.datasets
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -124,7 +145,7 @@ MODELS: dict[str, ModelInfo] = {
         model="mesodyn.baselines.classical:Classical", config=f"{_CONFIGS}:ClassicalConfig", dims=(1, 2),
         datasets=("allen_cahn", "allen_cahn_2d", "kdv", "fput", "fene"), trainable=False,
         description="the true PDE (chains: its KdV/mKdV limit) stepped with SBDF1; nothing trained",
-        label="classical solver", color="#000000", role="classical",
+        label="classical solver", color="#000000", role="classical", requires="pde",
     ),
     "fno": ModelInfo(
         model="mesodyn.baselines.fno:FNOStep", config=f"{_CONFIGS}:FNOConfig", dims=(1, 2), datasets=None,
@@ -147,7 +168,7 @@ MODELS: dict[str, ModelInfo] = {
         model="mesodyn.baselines.true_v:SpecOnsNetTrueV", config=f"{_CONFIGS}:TrueVConfig", dims=(1, 2),
         datasets=("allen_cahn", "allen_cahn_2d", "kdv"), trainable=True,
         description="ablation: learned M and W, V fixed to the true energy",
-        label="SpecOnsNet with true V", color="#56B4E9", role="ablation",
+        label="SpecOnsNet with true V", color="#56B4E9", role="ablation", requires="energy",
         capabilities=Capabilities(energy=True, operators=True, dissipation=True, steppers=("euler", "sbdf1")),
     ),
 }
@@ -167,10 +188,13 @@ def model_info(name: Any) -> ModelInfo:
 
 
 def dataset_info(name: Any) -> DatasetInfo:
-    """The registry entry of data set ``name``; ``ValueError`` naming the registered data sets otherwise."""
-    if name not in DATASETS:
-        raise ValueError(f"data set must be one of {', '.join(DATASETS)}, got {name!r}.")
-    return DATASETS[name]
+    """The registry entry of data set ``name`` (a paper data set or a registered user data set); ``ValueError``
+    naming the registered data sets otherwise."""
+    if name in DATASETS:
+        return DATASETS[name]
+    if name in USER_DATASETS:
+        return USER_DATASETS[name]
+    raise ValueError(f"data set must be one of {', '.join([*DATASETS, *USER_DATASETS])}, got {name!r}.")
 
 
 def is_chain(name: str) -> bool:
@@ -185,7 +209,7 @@ def ndim(name: str) -> int:
 
 def true_energy_system(name: str | None) -> str | None:
     """The system whose true energy is known for data set ``name``; ``None`` for none or an unknown name."""
-    info = DATASETS.get(name or "")
+    info = DATASETS.get(name or "", USER_DATASETS.get(name or ""))
     return None if info is None else info.energy
 
 
@@ -193,3 +217,52 @@ def diagnosable_models() -> tuple[str, ...]:
     """The models the energy and operator diagnostics can read: those with an energy and Fourier operators."""
     return tuple(name for name, info in MODELS.items()
                  if info.capabilities.energy and info.capabilities.operators)
+
+
+# -- data sets of the user's own ----------------------------------------------------------------------------------
+USER_DATASETS: dict[str, DatasetInfo] = {}
+"""The user data sets joined from a config by :func:`register_user_datasets` (empty until then)."""
+
+# the equations a user data set may declare, with the system whose true energy is then known
+_DECLARABLE_PDES = {"allen_cahn": "allen_cahn", "kdv": "kdv"}
+
+
+def user_datasets(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The ``data`` entries of ``config`` that name a file of the user's own (those with a ``path``)."""
+    return {name: entry for name, entry in (config.get("data") or {}).items()
+            if name not in DATASETS and isinstance(entry, Mapping) and "path" in entry}
+
+
+def user_dataset_info(name: str, entry: Mapping[str, Any], *, base: str | os.PathLike | None = None) -> DatasetInfo:
+    """The :class:`DatasetInfo` of user data set ``name`` from its config entry (``path``, optional ``label`` and
+    ``pde``), its dimension and shape read from the header of ``u`` in the file (no values are read).
+
+    Raises
+    ------
+    mesodyn.fields.FieldsContractError
+        One sentence where the file does not exist, is not netCDF or its ``u`` has other dims than
+        (sample, time, x) or (sample, time, y, x).
+    """
+    from mesodyn.fields import FIELD_DIMS, FieldsContractError, open_fields
+
+    path = str(entry["path"])
+    where = path if base is None or os.path.isabs(path) else os.path.join(str(base), path)
+    with open_fields(where) as ds:
+        if "u" not in ds:
+            raise FieldsContractError(f"fields file {path}: has no variable 'u'.")
+        dims, shape = ds["u"].dims, tuple(int(n) for n in ds["u"].shape)
+    if dims not in FIELD_DIMS:
+        raise FieldsContractError(f"fields file {path}: 'u' has dims {dims}; expected (sample, time, x) or "
+                                  "(sample, time, y, x).")
+    pde = entry.get("pde")
+    return DatasetInfo(kind="user", ndim=len(dims) - 2, pde=pde, label=str(entry.get("label", name)),
+                       energy=_DECLARABLE_PDES.get(pde) if pde else None, published=None, path=path, shape=shape)
+
+
+def register_user_datasets(config: Mapping[str, Any], *, base: str | os.PathLike | None = None) -> dict[str, DatasetInfo]:
+    """Join the user data sets of ``config`` (:func:`user_datasets`) to the registry, replacing any registered
+    before; return them. ``base``: the folder relative paths are read from (default the working directory)."""
+    found = {name: user_dataset_info(name, entry, base=base) for name, entry in user_datasets(config).items()}
+    USER_DATASETS.clear()
+    USER_DATASETS.update(found)
+    return found

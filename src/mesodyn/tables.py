@@ -323,11 +323,22 @@ def _margin_markdown(table: pd.DataFrame) -> str:
     return _section_markdown(_margin_section(table))
 
 
+def _with_paper_set(table: pd.DataFrame) -> bool:
+    """Whether any row of the table is on the authors' trajectories (a data set with published numbers); a table of
+    data sets of the user's own alone has no paper set and no published numbers, and says nothing of them."""
+    return bool((table["set"] == "paper").any())
+
+
 def _margin_section(table: pd.DataFrame) -> tuple[str, str, pd.DataFrame] | None:
     margin = baseline_margin(table)
     if margin.empty:
         return None
     step = int(margin["step"].iloc[0])
+    if not _with_paper_set(table):
+        return (f"SpecOnsNet against the baselines at step {step}.",
+                "A baseline's mean error over SpecOnsNet's on the held-out set (above 1: SpecOnsNet is better; the "
+                "baselines may have had smaller budgets: see the training column).",
+                _grid_frame(margin, "baseline", lambda r: _format_margin(r.ours)))
     return (f"SpecOnsNet against the baselines at step {step}.",
             "A baseline's mean error over SpecOnsNet's (above 1: "
             "SpecOnsNet is better). First: our baseline over our SpecOnsNet on the held-out set (our baselines may "
@@ -412,6 +423,15 @@ def _display_frame(table: pd.DataFrame, *, latex: bool) -> pd.DataFrame:
 
 def _caption(table: pd.DataFrame) -> str:
     steps = int(table["step"].max())
+    if not _with_paper_set(table):
+        return (
+            f"Relative RMSE of autoregressive rollouts at steps 1-{steps}: mean ± standard deviation over "
+            "trajectories (then ± standard deviation over training seeds, when several). Evaluation set: heldout = "
+            "every trajectory of our test split, never trained on; no published numbers exist for these data. "
+            "training = the optimizer steps × batch a model had and whether it used its whole budget or stopped "
+            "early. † the set has diverged by this step (from the first step at which any of its trajectories "
+            "reaches an error of 1, every error of the set counts as 1)."
+        )
     return (
         f"Relative RMSE of autoregressive rollouts at steps 1-{steps}: mean ± standard deviation over "
         "trajectories (then ± standard deviation over training seeds, when several), and in parentheses the ratio "

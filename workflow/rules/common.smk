@@ -10,7 +10,7 @@ os.environ.update(
 )
 
 from mesodyn.config import ConfigError, fit_runs, validate_config
-from mesodyn.registry import DATASETS, is_chain, ndim
+from mesodyn.registry import DATASETS, USER_DATASETS, is_chain, ndim
 
 try:
     config.update(validate_config(config))
@@ -21,6 +21,8 @@ except ConfigError as exc:
 # wildcard constraints of the data rules: the registry's chains are simulated, its other data sets solved
 CHAIN_DATASETS = "|".join(name for name in DATASETS if is_chain(name))
 PDE_DATASETS = "|".join(name for name in DATASETS if not is_chain(name))
+# the user's own data sets (data.<name>.path), joined to the registry by validate_config: checked and copied
+USER_DATASET_NAMES = "|".join(USER_DATASETS)
 
 
 def data_targets():

@@ -1,4 +1,4 @@
-# Data rules: chain simulations here, PDE solutions in pde.smk. Threads come from the config (data.threads), memory
+# Data rules: chain simulations and the user's own data sets here, PDE solutions in pde.smk. Threads come from the config (data.threads), memory
 # and run time from resources.smk (functions shared with the fit and evaluate rules).
 
 
@@ -33,3 +33,32 @@ rule simulate_chain:
         },
     script:
         "../scripts/simulate_chain.py"
+
+
+# A data set of the user's own (docs/your-data.md): its file is the input, checked against the user contract and
+# written as the fields file every later rule reads (mesodyn.pipeline.user_data_files); a bad file writes nothing.
+if USER_DATASET_NAMES:
+
+    rule user_data:
+        input:
+            lambda wildcards: config["data"][wildcards.dataset]["path"],
+        output:
+            fields="results/data/{dataset}.nc",
+        log:
+            "logs/data/{dataset}.log",
+        benchmark:
+            "logs/benchmarks/data/{dataset}.tsv"
+        wildcard_constraints:
+            dataset=USER_DATASET_NAMES,
+        priority: 10
+        conda:
+            "../envs/fit.yaml"
+        threads: 1
+        resources:
+            mem_mb=data_mem_mb,
+            runtime=data_runtime,
+        params:
+            # the entry alone: a change of label or declared pde is a change of the fields file's attributes
+            entry=lambda wildcards: config["data"][wildcards.dataset],
+        script:
+            "../scripts/user_data.py"

@@ -7,10 +7,10 @@
 
 from mesodyn.config import ConfigError
 from mesodyn.figure_plan import (
-    DATASET_LABELS,
     FIGURES,
     STYLE,
     TABLE_PAGE,
+    dataset_label,
     diagnostic_plan,
     figure_inputs,
     figure_paths,
@@ -87,7 +87,7 @@ for _figure, _info in FIGURES.items():
                     figure_paths(_figure, dataset)["png"],
                     caption=f"../report/{_figure}.rst",
                     category=_info.category,
-                    subcategory=DATASET_LABELS.get(dataset, dataset),
+                    subcategory=dataset_label(dataset),
                     labels=report_labels(_figure, dataset),
                 )
                 for dataset in _datasets

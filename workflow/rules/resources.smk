@@ -7,11 +7,13 @@ import math
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
     grid points, plus the chain-site field of the chains. The files on disk are zlib-compressed to about 0.8 x.
-    0 for a data set the config does not generate (a fields file of the user's own).
+    A data set of the user's own: the float64 size of its ``u``, whose shape the registry read from the file.
     """
     params = config.get("data", {}).get(dataset)
     if params is None:
         return 0.0
+    if dataset in USER_DATASETS:
+        return math.prod(USER_DATASETS[dataset].shape) * 8 / 1e6
     if is_chain(dataset):
         frames = (
             round(params["t_final"] / (params["dt_slow"] * params["save_every"])) + 1

@@ -5,9 +5,9 @@ import time
 from pathlib import Path
 
 from mesodyn.diagnostics import diagnostic_file
-from mesodyn.pipeline import log_to, set_threads
+from mesodyn.pipeline import set_threads, workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     set_threads(snakemake.threads)
     for job in snakemake.params.jobs:
         start = time.perf_counter()

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from mesodyn.pipeline import evaluate_run_files, log_to
+from mesodyn.pipeline import evaluate_run_files, workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     evaluate_run_files(
         Path(snakemake.input.weights).parent,
         snakemake.input.data,

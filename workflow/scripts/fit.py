@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from mesodyn.pipeline import fit_files, log_to
+from mesodyn.pipeline import fit_files, workflow_job
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     fit_files(
         snakemake.input.data,
         model=snakemake.params.model,

@@ -1,10 +1,10 @@
 """Snakemake adapter: one figure for every data set it is drawn for (PDF, PNG and its numbers), from its files
 (mesodyn.plotting.make_figure)."""
 
-from mesodyn.pipeline import log_to
+from mesodyn.pipeline import workflow_job
 from mesodyn.plotting import figure_paths, make_figure
 
-with log_to(snakemake.log[0]):
+with workflow_job(snakemake):
     figure = snakemake.params.figure
     for dataset, inputs in snakemake.params.inputs.items():
         paths = figure_paths(figure, dataset)

@@ -23,6 +23,7 @@ function                       what it measures
                                exponent, and the learned local density ``F``
 :func:`operator_symbols`       gauge-invariant symbols ``b m(k)`` and ``b phi(k)`` with the known truth (ours)
 :func:`dissipation_along_rollout`  ``<mu, M mu>`` and the discrete ``dV/dt`` along rollouts (ours)
+:func:`prediction`             one test trajectory rolled out over the whole horizon beside the truth (ours)
 =============================  ===========================================================================
 
 Conventions
@@ -54,11 +55,12 @@ from mesodyn.diagnostics.energy import (energy_along_truth, energy_order, energy
                                         total_energy, true_energy)
 from mesodyn.diagnostics.files import DIAGNOSTICS, diagnostic_file, write_diagnostic
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
+from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 
 __all__ = [
     "DIVERGENCE_FACTOR", "DIAGNOSTICS", "SYSTEMS", "true_energy", "total_energy", "energy_parts", "local_density",
     "power_law_fit", "energy_vs_truth", "step_size_sweep", "energy_along_truth", "energy_change_vs_dt",
     "energy_order", "operator_symbols", "dissipation_along_rollout", "write_diagnostic", "diagnostic_file",
-    "spectral_extent",
+    "spectral_extent", "prediction",
 ]

@@ -14,6 +14,7 @@ import xarray as xr
 
 from mesodyn.diagnostics.energy import energy_along_truth, energy_order, energy_vs_truth
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
+from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 from mesodyn.fields import cf_units, check_fields, contract_of, data_units, dataset_name, open_fields, write_netcdf
 from mesodyn.provenance import to_netcdf_attrs
@@ -42,6 +43,7 @@ DIAGNOSTICS: dict[str, Callable[..., xr.Dataset]] = {
     "energy_order": energy_order,
     "operator_symbols": operator_symbols,
     "dissipation_along_rollout": dissipation_along_rollout,
+    "prediction": prediction,
 }
 """Every diagnostic by the name :func:`diagnostic_file` takes (and files record as ``diagnostic``)."""
 

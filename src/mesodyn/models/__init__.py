@@ -47,6 +47,8 @@ def check_model_config(config: Mapping[str, Any], *, dataset: str | None = None)
     info = model_info(name)
     if dataset is not None and not info.applies_to(dataset):
         where = ", ".join(info.datasets) if info.datasets else f"{'/'.join(map(str, info.dims))}-D data"
+        if info.requires is not None and dataset not in DATASETS:
+            where += f", or a data set of your own of that dimension that declares its {info.requires} (pde)"
         raise ValueError(f"model {name!r} does not apply to data set {dataset!r} (it applies to {where}).")
     config_class(name).check(config, dataset=dataset)
 

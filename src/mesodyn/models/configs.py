@@ -124,19 +124,28 @@ class ModelConfig:
     def check(cls, options: Mapping[str, Any], *, dataset: str | None = None, ndim: int = 1) -> None:
         """Validate ``options`` before the data exist: placeholders stand in for the grid (and the data set's
         usual attributes for data-dependent keys)."""
-        from mesodyn.registry import DATASETS
+        from mesodyn.registry import DATASETS, USER_DATASETS
 
-        if dataset in DATASETS:
-            ndim = DATASETS[dataset].ndim
+        if dataset in DATASETS or dataset in USER_DATASETS:
+            ndim = (DATASETS.get(dataset) or USER_DATASETS[dataset]).ndim
         grid = _PLACEHOLDER[ndim]
         options = {k: v for k, v in options.items() if k not in GRID_KEYS}
         try:
-            extra = cls.data_options(options, dataset=dataset, attrs=_TYPICAL_ATTRS.get(dataset, {}))
+            extra = cls.data_options(options, dataset=dataset, attrs=_TYPICAL_ATTRS.get(_equation(dataset), {}))
         except ValueError:
             if dataset is not None:
                 raise
             extra = {}  # which data set is not known yet: checked again per data set
         cls.from_options({**extra, **options, **grid})
+
+
+def _equation(dataset: str | None) -> str | None:
+    """The paper data set whose equation a user data set declares (``pde``), so that its data-dependent keys follow
+    the same rule; any other name unchanged."""
+    from mesodyn.registry import USER_DATASETS
+
+    info = USER_DATASETS.get(dataset or "")
+    return info.pde if info is not None and info.pde else dataset
 
 
 # Attributes a data set's file carries, standing in for the file when a config is checked before the data exist.
@@ -270,6 +279,7 @@ class TrueVConfig(_OnsagerOperatorsConfig):
     @classmethod
     def data_options(cls, options, *, dataset, attrs):
         out: dict[str, Any] = {}
+        dataset = _equation(dataset)
         if dataset in ("allen_cahn", "allen_cahn_2d"):
             out = {"energy": "allen_cahn", "epsilon": float(attrs.get("epsilon", 0.1))}
         elif dataset == "kdv":
@@ -312,6 +322,7 @@ class ClassicalConfig(ModelConfig):
 
     @classmethod
     def data_options(cls, options, *, dataset, attrs):
+        dataset = _equation(dataset)
         if dataset in ("allen_cahn", "allen_cahn_2d"):
             return {"pde": "allen_cahn", "epsilon": float(attrs.get("epsilon", 0.1))}
         if dataset == "kdv":
