@@ -55,7 +55,17 @@ class FitResult:
 
 
 def _all_finite(tensors) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+    """Whether every tensor is finite, decided by one reduction over all of them.
+
+    The largest magnitude of each tensor (an infinity norm: NaN propagates through it) is finite exactly when the
+    tensor is; one stacked check replaces a check and a host round trip per parameter (about 0.2 ms of the
+    ~10 ms fixed cost of a 1-D SpecOnsNet step, ``benchmarks/step_options.py``). It only decides whether to stop,
+    so the training arithmetic is unchanged.
+    """
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return True
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, math.inf))).all())
 
 
 class _Run:
