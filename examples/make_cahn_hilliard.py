@@ -16,6 +16,7 @@ This script uses numpy and xarray only (it never imports mesodyn): any simulator
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         attrs={"title": "1-D Cahn-Hilliard, semi-implicit pseudo-spectral", "kappa": args.kappa,
                "dt": args.dt, "save_every": args.save_every, "seed": args.seed},
     )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # data/ does not exist in a fresh clone
     ds.to_netcdf(args.out)
     print(f"wrote {args.out}: u {dict(ds['u'].sizes)}")
 

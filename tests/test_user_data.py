@@ -189,8 +189,7 @@ def test_the_worked_example_runs_through_the_workflow_to_table_figures_and_repor
     from conftest import copy_workflow, run_snakemake
 
     work = copy_workflow(tmp_path)
-    (work / "data").mkdir()
-    make_example(work / "data" / "cahn_hilliard.nc")
+    make_example(work / "data" / "cahn_hilliard.nc")  # as docs/your-data.md says: the script makes data/
     (work / "config" / "tiny_example.yaml").write_text(yaml.safe_dump(example_config(), allow_unicode=True),
                                                         encoding="utf-8")
     run_snakemake(work, "--configfile", "config/tiny_example.yaml")
