@@ -174,11 +174,17 @@ def _mix(history_f: list[torch.Tensor], history_g: list[torch.Tensor], f: torch.
     """
     d_f = torch.stack([b - a for a, b in zip(history_f[:-1], history_f[1:])], dim=-1)  # (B, N, m)
     d_g = torch.stack([b - a for a, b in zip(history_g[:-1], history_g[1:])], dim=-1)
+    # Scaled by each member's largest difference, so that a member whose residuals are zero or tiny (one
+    # already converged, or a zero cotangent in the adjoint solve) neither under- nor overflows.
+    size = d_f.abs().amax(dim=(1, 2), keepdim=True)
+    live = size > 0
+    size = torch.where(live, size, 1.0)
+    d_f, f_s = d_f / size, f.unsqueeze(-1) / size
     gram = d_f.transpose(1, 2) @ d_f
-    ridge = max(1e-10, 100 * torch.finfo(f.dtype).eps) * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(
-        torch.finfo(f.dtype).tiny)
+    ridge = max(1e-10, 100 * torch.finfo(f.dtype).eps) * gram.diagonal(dim1=1, dim2=2).mean(-1) \
+        + torch.finfo(f.dtype).eps
     gram = gram + ridge[:, None, None] * torch.eye(gram.shape[-1], dtype=f.dtype, device=f.device)
-    gamma = torch.linalg.solve(gram, (d_f.transpose(1, 2) @ f.unsqueeze(-1)))
+    gamma = torch.linalg.solve(gram, d_f.transpose(1, 2) @ f_s) * live
     return g - (d_g @ gamma).squeeze(-1)
 
 
@@ -213,7 +219,9 @@ def anderson(fn: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, *,
 def _adjoint_hook(phi: _AVFMap, v_star: torch.Tensor, *, tol: float, max_iter: int):
     """The backward of ``u+ = Phi(v*)`` through the fixed point: ``lambda = grad + J_Phi(v*)^T lambda``."""
 
-    def hook(grad: torch.Tensor) -> torch.Tensor:
+    def hook(grad: torch.Tensor | None) -> torch.Tensor | None:
+        if grad is None:  # an undefined cotangent stays undefined
+            return None
         # Built here, not in the forward: a step whose output is never back-propagated costs no extra Phi.
         v0 = v_star.detach().requires_grad_()
         with torch.enable_grad():
