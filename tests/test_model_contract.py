@@ -92,7 +92,7 @@ def test_a_model_offers_what_its_registry_entry_declares(case):
         if caps.dissipation:
             assert model.dissipation_rate(u).shape == (u.shape[0],)
         accepted = []
-        for stepper in ("euler", "sbdf1", "stabilized"):
+        for stepper in ("euler", "sbdf1", "stabilized", "avf"):
             try:
                 model.step(u, stepper=stepper)
                 accepted.append(stepper)

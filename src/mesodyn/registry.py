@@ -132,7 +132,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _CONFIGS = "mesodyn.models.configs"
-_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized")  # mesodyn.models.configs.STEPPERS
+_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf")  # mesodyn.models.configs.STEPPERS
 
 MODELS: dict[str, ModelInfo] = {
     "speconsnet": ModelInfo(

@@ -16,13 +16,15 @@ import numpy as np
 
 __all__ = [
     "ModelConfig", "SpecOnsNetConfig", "TrueVConfig", "ClassicalConfig", "FNOConfig", "OnsagerNetConfig",
-    "ResOnsagerNetConfig", "STEPPERS", "LOCAL_DERIVATIVES", "GAUGES", "OPERATOR_CHOICES", "INITS",
+    "ResOnsagerNetConfig", "STEPPERS", "ENERGY_STEPPERS", "LOCAL_DERIVATIVES", "GAUGES", "OPERATOR_CHOICES", "INITS",
     "NONLOCAL_GRADIENTS", "GRID_KEYS",
 ]
 
-# Time steppers of the Onsager models (mesodyn.onsager.steppers): the paper's explicit Euler and SBDF1, and our
-# provably energy-dissipating stabilized SBDF1.
-STEPPERS = ("euler", "sbdf1", "stabilized")
+# Time steppers of the Onsager models (mesodyn.onsager.steppers): the paper's explicit Euler and SBDF1, our
+# provably energy-dissipating stabilized SBDF1, and our second-order average-vector-field (discrete-gradient) step.
+STEPPERS = ("euler", "sbdf1", "stabilized", "avf")
+# The steppers whose energy law needs mu = dV/du (refused with the paper's V_nl gradient, and without a V).
+ENERGY_STEPPERS = ("stabilized", "avf")
 # How F' is evaluated at the grid points (mesodyn.onsager.energy): exactly, or through the verified interpolant.
 LOCAL_DERIVATIVES = ("exact", "interpolant")
 GAUGES = ("none", "unit_b")
@@ -192,7 +194,9 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
     shape, length, dt
         Grid points and domain length per axis, and the default time step: from the data.
     stepper
-        ``"euler"`` (paper), ``"sbdf1"`` (paper) or ``"stabilized"`` (ours: provably energy-dissipating).
+        ``"euler"`` (paper), ``"sbdf1"`` (paper), ``"stabilized"`` (ours: provably energy-dissipating, first
+        order) or ``"avf"`` (ours: average vector field, second order, ``V(u+) - V(u) = -dt <mu_bar, M mu_bar>``
+        to quadrature and solver accuracy; implicit, solved by a fixed-point iteration).
     operators
         ``"both"`` (M and W), ``"M"`` (dissipative only) or ``"W"`` (conservative only).
     conserved
@@ -209,7 +213,7 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
         ``V``. ``"paper"``: the authors' gradient with respect to the raw FFT coefficients, which is not the
         gradient of ``V_nl`` in that inner product (it makes ``V_nl`` ~1e-4 times weaker in the dynamics);
         offered for a like-for-like comparison with the paper's SpecOnsNet. The model is then not a gradient
-        flow of its ``V``, so ``stepper: stabilized`` is refused with it.
+        flow of its ``V``, so ``stepper: stabilized`` and ``stepper: avf`` are refused with it.
     local_derivative
         ``"exact"``: ``F'`` in closed form at every grid point; ``"interpolant"``: through a piecewise polynomial
         whose error is measured at every call and kept below 1e-6 (float32) or 1e-12 (float64) of ``max |F'|``
@@ -245,8 +249,8 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
         if isinstance(self.nonlocal_modes, bool) or not isinstance(self.nonlocal_modes, (int, np.integer)) \
                 or self.nonlocal_modes < 0:
             raise ValueError(f"nonlocal_modes must be an integer >= 0, got {self.nonlocal_modes!r}.")
-        if self.stepper == "stabilized" and self.nonlocal_gradient == "paper" and self.nonlocal_modes > 0:
-            raise ValueError("stepper 'stabilized' guarantees energy decay only for a gradient flow, which "
+        if self.stepper in ENERGY_STEPPERS and self.nonlocal_gradient == "paper" and self.nonlocal_modes > 0:
+            raise ValueError(f"stepper {self.stepper!r} guarantees its energy law only for a gradient flow, which "
                              "nonlocal_gradient 'paper' is not; use 'euler' or 'sbdf1' with it.")
         _positive("init_a", self.init_a)
         _positive("init_b", self.init_b)
@@ -416,9 +420,9 @@ class ResOnsagerNetConfig(_OnsagerOperatorsConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.stepper == "stabilized":  # its stabilization needs a curvature bound of V, and this mu has no V
-            raise ValueError("stepper must be euler or sbdf1 for res_onsagernet (it has no energy to stabilize), "
-                             "got 'stabilized'.")
+        if self.stepper in ENERGY_STEPPERS:  # their energy law needs a V, and this mu has none
+            raise ValueError("stepper must be euler or sbdf1 for res_onsagernet (it has no energy to stabilize or "
+                             f"conserve), got {self.stepper!r}.")
         _choice("quadratic", self.quadratic, ("paper", "learned"))
         _positive_int("hidden", self.hidden)
         _positive_int("n_hidden_layers", self.n_hidden_layers)
