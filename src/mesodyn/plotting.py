@@ -222,6 +222,93 @@ def _run_order(runs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(runs, key=lambda r: (order.get(r[1], len(order)), r[0]))
 
 
+_RUN_LINE_STYLES = ["-", "--", "-.", ":"]  # runs of one model (its variants) share its colour, not its line
+
+
+def _draw_run_error(ax: plt.Axes, inset: plt.Axes, combined: xr.Dataset, *, run: str, model: str,
+                    line: str) -> dict[str, Any]:
+    """One run's mean error against lead time with its spread and its first divergence on ``ax``, and its steps
+    1-5 on ``inset``; returns the numbers the figure shows for it."""
+    steps, lead = combined["step"].values, combined["lead_time"].values
+    mean, spread = combined["rel_rmse_mean"].values, combined["rel_rmse_std_pooled"].values
+    color = _MODEL_COLORS.get(model, "0.3")
+    n_seeds = int(combined.attrs.get("n_seeds", 1))
+    label = MODEL_LABELS.get(model, model) + ("" if run == model else f" [{run}]")
+    label += f" ({n_seeds} seeds)" if n_seeds > 1 else ""
+    ax.plot(lead, mean, line, color=color, label=label)
+    # mean - std is often below zero, which a log axis cannot show: the band's lower edge stops at mean / 10
+    lo = np.maximum(mean - spread, mean / 10)
+    ax.fill_between(lead, lo, mean + spread, color=color, alpha=0.08, linewidth=0)
+    diverged = combined["diverged_step"].values
+    first = int(diverged[diverged >= 0].min()) if np.any(diverged >= 0) else -1
+    if first >= 0:
+        j = int(np.searchsorted(steps, first))
+        ax.plot(lead[j], mean[j], "x", color=color, markersize=7, markeredgewidth=1.8)
+    # steps 1-5 in an inset, beside the published numbers: on the 100-step axis they share one corner
+    first5 = min(5, steps.size)
+    inset.plot(steps[:first5], mean[:first5], line, color=color, marker=".", markersize=4)
+    return {"model": model, "n_seeds": n_seeds, "n_trajectories": int(combined["n_trajectories"].item()),
+            "step_1": float(mean[0]), "step_5": float(mean[min(4, mean.size - 1)]), "last_step": int(steps[-1]),
+            "last": float(mean[-1]), "diverged_step": first}
+
+
+def _draw_paper_claims(ax: plt.Axes, inset: plt.Axes, combined: xr.Dataset, *, model: str, published: Any,
+                       claim: Mapping[str, Any], shift: float) -> None:
+    """What the paper publishes for ``model``: its steps 1-5 (mean ± std, ``published``) on ``inset``, shifted by
+    ``shift`` beside ours, and where the paper's figure says, the step it diverges near and its error at step 100."""
+    steps, lead = combined["step"].values, combined["lead_time"].values
+    color = _MODEL_COLORS.get(model, "0.3")
+    if len(published):
+        inset.errorbar(published["step"].values + shift, published["mean"].values,
+                       yerr=published["std"].values, fmt="o", mfc="white", mec=color, ecolor=color,
+                       markersize=3.5, elinewidth=0.7, capsize=1.2, zorder=4)
+    if "diverged_step" in claim and claim["diverged_step"] <= steps[-1]:
+        j = int(np.searchsorted(steps, claim["diverged_step"]))
+        ax.axvline(lead[j], color=color, ls=":", lw=1.2,
+                   label=f"paper: {MODEL_LABELS.get(model, model)} diverges near step {claim['diverged_step']}")
+    if "final_error" in claim and steps[-1] >= 100:
+        j = int(np.searchsorted(steps, 100))
+        ax.plot(lead[j], claim["final_error"], "*", color=color, mfc="white", markersize=11, zorder=5,
+                ls="none", label=f"paper: {MODEL_LABELS.get(model, model)} at step 100 "
+                                 f"(≈ {claim['final_error']:g})")
+
+
+def _decorate_rel_rmse(fig: plt.Figure, ax: plt.Axes, inset: plt.Axes, *, dataset: str, dt: float) -> None:
+    """Scales, labels, the step axis on top (where ``dt`` is known) and the legend outside on the right."""
+    ax.set_yscale("log")
+    ax.set_xlabel(_time_label(dataset))
+    ax.set_ylabel("relative RMSE\n(mean ± std over trajectories and seeds)")
+    inset.set_yscale("log")
+    inset.set_xticks(range(1, 6))
+    inset.set_xlabel("rollout step", fontsize=6.5, labelpad=0)
+    inset.set_ylabel("rel. RMSE", fontsize=7, labelpad=1)
+    inset.tick_params(labelsize=6.5)
+    inset.set_title("steps 1–5: ours (•) and published (○)", fontsize=7, pad=2)
+    inset.set_facecolor("white")
+    if np.isfinite(dt) and dt > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda t: t / dt, lambda s: s * dt))
+        top.set_xlabel("rollout step")
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none"),
+                Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8)]
+    labels += ["published mean ± std, steps 1–5\n(the paper's 10 trajectories)",
+               "diverged (every error\ncounts as 1 from here)"]
+    fig.legend(handles, labels, loc="outside right center")
+
+
+def _rel_rmse_finding(numbers: Mapping[str, Mapping[str, Any]]) -> str:
+    """The lowest error after the last step, and every run's error at step 1 and the last step."""
+    if not numbers:
+        return ""
+    best = min(numbers.items(), key=lambda kv: kv[1]["last"])
+    return (f"after {best[1]['last_step']} steps the lowest error is {MODEL_LABELS.get(best[1]['model'])}'s "
+            f"({_g(best[1]['last'])}); " + "; ".join(
+                f"{MODEL_LABELS.get(v['model'], v['model'])}" + ("" if r == v["model"] else f" [{r}]")
+                + f": {_g(v['step_1'])} at step 1, {_g(v['last'])} at step {v['last_step']}"
+                + (f", diverged at step {v['diverged_step']}" if v["diverged_step"] >= 0 else "")
+                for r, v in numbers.items()))
+
+
 def plot_rel_rmse(metrics: Mapping[str, Sequence[xr.Dataset]], *, dataset: str, evaluation_set: str = "heldout",
                   paper: Any = None) -> Drawn:
     """The paper's figure 1: relative RMSE against lead time for every model, mean and spread, log scale.
@@ -254,89 +341,24 @@ def plot_rel_rmse(metrics: Mapping[str, Sequence[xr.Dataset]], *, dataset: str, 
     fig, ax = plt.subplots(figsize=(8.6, 4.2))
     inset = ax.inset_axes([0.62, 0.1, 0.36, 0.36])
     numbers: dict[str, Any] = {}
-    styles = ["-", "--", "-.", ":"]
     seen: dict[str, int] = {}
-    last_step = 1
     for run, model in runs:
         combined = combine_seeds(list(metrics[run])).sel(set=evaluation_set)
-        n = int(combined["n_trajectories"].item())
-        if n == 0:
+        if int(combined["n_trajectories"].item()) == 0:
             continue
-        steps = combined["step"].values
-        lead = combined["lead_time"].values
-        mean = combined["rel_rmse_mean"].values
-        spread = combined["rel_rmse_std_pooled"].values
-        color = _MODEL_COLORS.get(model, "0.3")
-        ls = styles[seen.get(model, 0) % len(styles)]
-        seen[model] = seen.get(model, 0) + 1
-        n_seeds = int(combined.attrs.get("n_seeds", 1))
-        label = MODEL_LABELS.get(model, model) + ("" if run == model else f" [{run}]")
-        label += f" ({n_seeds} seeds)" if n_seeds > 1 else ""
-        ax.plot(lead, mean, ls, color=color, label=label)
-        # mean - std is often below zero, which a log axis cannot show: the band's lower edge stops at mean / 10
-        lo = np.maximum(mean - spread, mean / 10)
-        ax.fill_between(lead, lo, mean + spread, color=color, alpha=0.08, linewidth=0)
-        diverged = combined["diverged_step"].values
-        first = int(diverged[diverged >= 0].min()) if np.any(diverged >= 0) else -1
-        if first >= 0:
-            j = int(np.searchsorted(steps, first))
-            ax.plot(lead[j], mean[j], "x", color=color, markersize=7, markeredgewidth=1.8)
-        # steps 1-5, ours beside the published numbers, in an inset: on the 100-step axis they share one corner
-        first5 = min(5, steps.size)
-        inset.plot(steps[:first5], mean[:first5], ls, color=color, marker=".", markersize=4)
-        published = paper[paper["model"] == model].sort_values("step")
-        if len(published) and run == model:
-            shift = 0.12 * (seen[model] - 1) + 0.06  # side by side with our point, not on top of it
-            inset.errorbar(published["step"].values + shift, published["mean"].values,
-                           yerr=published["std"].values, fmt="o", mfc="white", mec=color, ecolor=color,
-                           markersize=3.5, elinewidth=0.7, capsize=1.2, zorder=4)
-        numbers[run] = {"model": model, "n_seeds": n_seeds, "n_trajectories": n, "step_1": float(mean[0]),
-                        "step_5": float(mean[min(4, mean.size - 1)]), "last_step": int(steps[-1]),
-                        "last": float(mean[-1]), "diverged_step": first}
-        last_step = max(last_step, int(steps[-1]))
-        claim = stated.get(model, {}) if run == model else {}
-        if "diverged_step" in claim and claim["diverged_step"] <= steps[-1]:
-            j = int(np.searchsorted(steps, claim["diverged_step"]))
-            ax.axvline(lead[j], color=color, ls=":", lw=1.2,
-                       label=f"paper: {MODEL_LABELS.get(model, model)} diverges near step {claim['diverged_step']}")
-        if "final_error" in claim and steps[-1] >= 100:
-            j = int(np.searchsorted(steps, 100))
-            ax.plot(lead[j], claim["final_error"], "*", color=color, mfc="white", markersize=11, zorder=5,
-                    ls="none", label=f"paper: {MODEL_LABELS.get(model, model)} at step 100 "
-                                     f"(≈ {claim['final_error']:g})")
-    ax.set_yscale("log")
-    ax.set_xlabel(_time_label(dataset))
-    ax.set_ylabel("relative RMSE\n(mean ± std over trajectories and seeds)")
-    inset.set_yscale("log")
-    inset.set_xticks(range(1, 6))
-    inset.set_xlabel("rollout step", fontsize=6.5, labelpad=0)
-    inset.set_ylabel("rel. RMSE", fontsize=7, labelpad=1)
-    inset.tick_params(labelsize=6.5)
-    inset.set_title("steps 1–5: ours (•) and published (○)", fontsize=7, pad=2)
-    inset.set_facecolor("white")
+        nth = seen.get(model, 0)  # earlier runs of the same model
+        seen[model] = nth + 1
+        numbers[run] = _draw_run_error(ax, inset, combined, run=run, model=model,
+                                       line=_RUN_LINE_STYLES[nth % len(_RUN_LINE_STYLES)])
+        if run == model:  # the paper's numbers belong to the model under its own name, not to its variants
+            published = paper[paper["model"] == model].sort_values("step")
+            _draw_paper_claims(ax, inset, combined, model=model, published=published, claim=stated.get(model, {}),
+                               shift=0.12 * nth + 0.06)
     first_set = next(iter(metrics.values()))[0]
-    dt = float(first_set.attrs.get("dt", np.nan))
-    if np.isfinite(dt) and dt > 0:
-        top = ax.secondary_xaxis("top", functions=(lambda t: t / dt, lambda s: s * dt))
-        top.set_xlabel("rollout step")
-    handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none"),
-                Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8)]
-    labels += ["published mean ± std, steps 1–5\n(the paper's 10 trajectories)",
-               "diverged (every error\ncounts as 1 from here)"]
-    fig.legend(handles, labels, loc="outside right center")
+    _decorate_rel_rmse(fig, ax, inset, dataset=dataset, dt=float(first_set.attrs.get("dt", np.nan)))
     what = "held-out test trajectories" if evaluation_set == "heldout" else "the paper's 10 trajectories"
     _title(fig, f"relative RMSE against lead time ({what})", dataset)
-    best = min(numbers.items(), key=lambda kv: kv[1]["last"]) if numbers else None
-    finding = ""
-    if best is not None:
-        finding = (f"after {best[1]['last_step']} steps the lowest error is {MODEL_LABELS.get(best[1]['model'])}'s "
-                   f"({_g(best[1]['last'])}); " + "; ".join(
-                       f"{MODEL_LABELS.get(v['model'], v['model'])}" + ("" if r == v["model"] else f" [{r}]")
-                       + f": {_g(v['step_1'])} at step 1, {_g(v['last'])} at step {v['last_step']}"
-                       + (f", diverged at step {v['diverged_step']}" if v["diverged_step"] >= 0 else "")
-                       for r, v in numbers.items()))
-    return Drawn(fig, numbers, {"table": "paper_table.csv (steps 1-5)", **stated}, finding)
+    return Drawn(fig, numbers, {"table": "paper_table.csv (steps 1-5)", **stated}, _rel_rmse_finding(numbers))
 
 
 # -- figure 3: learned against true energy --------------------------------------------------------------------------
