@@ -13,6 +13,7 @@ from mesodyn.continuum.invariants import allen_cahn_energy, kdv_hamiltonian
 from mesodyn.diagnostics._common import (SYSTEMS, _attrs, _frames, _prepare, _require, _sample_coord,
                                          _samples, _time_coord, _times, power_law_fit)
 from mesodyn.fields import dataset_name, grid_from_data
+from mesodyn.models import capabilities
 from mesodyn.onsager.gauge import fit_affine
 from mesodyn.registry import DATASETS, is_chain
 
@@ -64,10 +65,13 @@ def total_energy(model: Any, u: torch.Tensor) -> torch.Tensor:
     return e["total"] if isinstance(e, Mapping) else e
 
 
-def _coefficient(model: Any, name: str, default: float) -> float:
-    free_energy = getattr(model, "free_energy", None)
-    value = getattr(free_energy, name, None) if free_energy is not None else None
-    return default if value is None else float(torch.as_tensor(value).detach())
+def _quadratic_a(model: Any) -> float:
+    """``a`` of the quadratic part ``int a/2 u^2 + b/2 |grad u|^2`` of a model that declares its energy's parts
+    (:class:`mesodyn.registry.Capabilities`); 0 for any other: its whole ``"quadratic"`` part is then read as the
+    gradient term."""
+    if not capabilities(model).energy_parts:
+        return 0.0
+    return model.quadratic_coefficients()[0]
 
 
 def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,8 +79,8 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
 
     ``V0 = int a/2 u^2 + F(u)``. SpecOnsNet's ``energy`` reports ``"quadratic"`` (``int a/2 u^2 + b/2 |grad u|^2``,
     both together), ``"local"`` (``int F``) and ``"nonlocal"``; the ``a`` term is split off with the model's
-    ``free_energy.a`` and grid inner product. A model without ``free_energy.a`` (the true-``V`` ablation, a
-    stand-in) has ``a = 0``: its whole ``"quadratic"`` part is the gradient term.
+    ``quadratic_coefficients()`` and grid inner product. A model that does not declare its energy's parts (a
+    stand-in) has ``a = 0`` here: its whole ``"quadratic"`` part is the gradient term, as it is for the true ``V``.
 
     Returns
     -------
@@ -90,7 +94,7 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"total": e}
         out = {"total": e["total"]}
         if "quadratic" in e and "local" in e:
-            a = _coefficient(model, "a", 0.0)
+            a = _quadratic_a(model)
             if a != 0.0:
                 grid = model.grid
                 a_term = 0.5 * a * grid.inner(u, u)
@@ -104,15 +108,11 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def local_density(model: Any, u: torch.Tensor) -> torch.Tensor | None:
     """The learned pointwise density ``F(u)`` elementwise (SpecOnsNet's MLP, the true ``F`` of the true-``V``
-    model), or ``None`` for a model without one."""
-    free_energy = getattr(model, "free_energy", None)
+    model), or ``None`` for a model that does not declare its energy's parts."""
+    if not capabilities(model).energy_parts:
+        return None
     with torch.no_grad():
-        if callable(getattr(free_energy, "local_density", None)):
-            return free_energy.local_density(u)
-        local = getattr(free_energy, "local", None)
-        if isinstance(local, torch.nn.Module):
-            return local(u)
-    return None
+        return model.local_density(u)
 
 
 def _energies_of_frames(model: Any, frames: np.ndarray, *, dtype: torch.dtype, device: torch.device,
@@ -292,7 +292,7 @@ def _density_vars(model: Any, u_grid: np.ndarray, *, dtype: torch.dtype, device:
         return {}
     density = density.double().cpu().numpy()
     f = density[:-1] - density[-1]
-    a = _coefficient(model, "a", 0.0)
+    a = _quadratic_a(model)
     return {
         "local_density": (("u",), f, {"long_name": "learned local density F(u) - F(0)",
                                       "units": "model energy unit per unit volume"}),

@@ -58,17 +58,18 @@ def write_diagnostic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 
 def _load_for_diagnostic(run_dir: Path, local_derivative: str | None) -> tuple[Any, str]:
     """The model saved in ``run_dir`` in float64 on the CPU, with ``F'`` evaluated as ``local_derivative`` asks
-    (where the model has that option), and how it evaluates ``F'`` (``"none"``: a model without the option)."""
-    from mesodyn.models import load_model
+    where the model declares that option (:class:`mesodyn.registry.Capabilities`), and how it evaluates ``F'``
+    (``"none"``: a model without the option, for which ``local_derivative`` changes nothing)."""
+    from mesodyn.models import capabilities, load_model
 
     model = load_model(run_dir, device="cpu", dtype=torch.float64)
-    local = getattr(getattr(model, "free_energy", None), "local", None)
+    choices = capabilities(model).local_derivatives
     if local_derivative is not None:
         if local_derivative not in ("exact", "interpolant"):
             raise ValueError(f"local_derivative must be 'exact' or 'interpolant', got {local_derivative!r}.")
-        if hasattr(local, "derivative_mode"):
-            local.derivative_mode = local_derivative
-    return model, str(getattr(local, "derivative_mode", "none"))
+        if local_derivative in choices:
+            model.local_derivative = local_derivative
+    return model, str(model.local_derivative) if choices else "none"
 
 
 def _test_samples(run_dir: Path, n_samples: int | None) -> list[int]:

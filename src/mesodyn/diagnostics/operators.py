@@ -10,9 +10,10 @@ import torch
 import xarray as xr
 
 from mesodyn.diagnostics._common import (SYSTEMS, _attrs, _frames, _prepare, _require, _sample_coord, _samples,
-                                         _times)
+                                         _stepper_name, _times)
 from mesodyn.diagnostics.energy import total_energy
 from mesodyn.fields import grid_from_data
+from mesodyn.models import capabilities
 from mesodyn.onsager.gauge import gauge_invariant_symbols, symbol_fit
 from mesodyn.rollout import guarded_step, rollout
 
@@ -45,9 +46,9 @@ def spectral_extent(data: xr.Dataset, *, samples: Sequence[int], fraction: float
 
 
 def _symbols(model: Any) -> dict[str, Any]:
-    """:func:`mesodyn.onsager.gauge.gauge_invariant_symbols`, or for a fixed ``V`` without ``a``/``b`` (the
-    true-``V`` ablation: ``a = 0``, ``b = 1``) the raw symbols."""
-    if hasattr(getattr(model, "free_energy", None), "b"):
+    """:func:`mesodyn.onsager.gauge.gauge_invariant_symbols` of a model that declares its energy's parts, or for
+    one without a quadratic energy (Res-OnsagerNet) the raw symbols, read as in the ``b = 1`` gauge."""
+    if capabilities(model).energy_parts:
         out = gauge_invariant_symbols(model)
     else:
         with torch.no_grad():
@@ -240,7 +241,7 @@ def dissipation_along_rollout(model: Any, data: xr.Dataset, *, samples: Sequence
     u0 = torch.as_tensor(_frames(data, idx, time=slice(0, 1))[:, 0], dtype=torch_dtype, device=torch_device)
     ds = _dissipation_dataset(*_record_states(model, u0, n, step, truth), step_dt, idx)
     settings = {"along": along, "dt": step_dt, "n_steps": n,
-                "stepper": "none" if along == "truth" else (stepper or str(getattr(model, "stepper", "default"))),
+                "stepper": "none" if along == "truth" else _stepper_name(model, stepper),
                 "dtype": dtype}
     ds.attrs = _attrs(model, data, "dissipation_along_rollout", "dissipation and energy rate along "
                       + ("rollouts" if along == "rollout" else "the true trajectories"), settings, idx)

@@ -15,8 +15,8 @@ import torch
 import xarray as xr
 
 from mesodyn.diagnostics._common import (DIVERGENCE_FACTOR, _attrs, _diverged, _fit_vars, _frames, _model_name,
-                                         _n_steps, _prepare, _require, _sample_coord, _samples, _times,
-                                         power_law_fit)
+                                         _n_steps, _prepare, _require, _sample_coord, _samples, _stepper_name,
+                                         _times, power_law_fit)
 from mesodyn.diagnostics.energy import total_energy
 from mesodyn.metrics import relative_rmse
 from mesodyn.models import capabilities
@@ -329,7 +329,7 @@ def energy_change_vs_dt(model: Any, data: xr.Dataset, *, samples: Sequence[int],
         change[i, :, :n], first[i] = _energy_changes(model, u0, dt=float(dt), n=n, stepper=stepper)
     ds = _change_dataset(change, first, dts=dts, ratios=ratios, n_steps=n_steps, idx=idx, cap=cap)
     settings = {"n_dt": int(n_dt), "horizon": horizon, "cap": "none" if cap is None else float(cap),
-                "stepper": stepper or str(getattr(model, "stepper", "default")),
+                "stepper": _stepper_name(model, stepper),
                 "divergence_factor": DIVERGENCE_FACTOR, "dtype": dtype}
     ds.attrs = _attrs(model, data, "energy_change_vs_dt", "one-step energy change against the time step",
                       settings, idx)
