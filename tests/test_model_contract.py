@@ -100,6 +100,19 @@ def test_a_model_offers_what_its_registry_entry_declares(case):
                 pass
     assert set(accepted) <= set(caps.steppers)
     assert bool(accepted) == bool(caps.steppers)
+    if caps.steppers:
+        assert model.stepper in caps.steppers
+    assert callable(getattr(model, "quadratic_coefficients", None)) == caps.energy_parts
+    if caps.energy_parts:
+        a, b = model.quadratic_coefficients()
+        assert isinstance(a, float) and isinstance(b, float) and b > 0
+        with torch.no_grad():
+            assert model.local_density(u).shape == u.shape
+            assert set(model.energy(u)) >= {"quadratic", "local", "total"}
+    assert (getattr(model, "local_derivative", None) is not None) == bool(caps.local_derivatives)
+    for mode in caps.local_derivatives:
+        model.local_derivative = mode
+        assert model.local_derivative == mode
 
 
 def test_a_field_of_the_wrong_grid_is_refused(case):

@@ -81,6 +81,7 @@ import xarray as xr
 from mesodyn.fields import (FieldsContractError, cf_units, check_fields, contract_of, data_units, dataset_name,
                             grid_from_data, open_fields, write_netcdf)
 from mesodyn.metrics import CLAMP_THRESHOLD, EPS, clamp_diverged, relative_rmse, truth_mean_square
+from mesodyn.models import model_name
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
@@ -278,13 +279,6 @@ def metric_dataset(errors: Mapping[str, Any], samples: Mapping[str, Sequence[int
 
 
 # -- rollouts -----------------------------------------------------------------------------------------------
-def _model_name(model: Any) -> str:
-    name = getattr(model, "name", None)
-    if not isinstance(name, str):
-        name = dict(getattr(model, "config", {}) or {}).get("name", type(model).__name__)
-    return str(name)
-
-
 def _rollout_errors(model: Any, u: xr.DataArray, indices: np.ndarray, *, n_steps: int, batch_size: int,
                     device: Any, torch: Any) -> np.ndarray:
     """Unclamped errors ``(len(indices), n_steps)`` of rollouts by :func:`mesodyn.rollout.rollout`, each prediction
@@ -392,7 +386,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     n_samples, n_time = int(u.sizes["sample"]), int(u.sizes["time"])
     frame_dt = grid_from_data(data)["dt"]
     model_dt = float(model.dt)
-    name = _model_name(model)
+    name = model_name(model)
     if not math.isclose(model_dt, frame_dt, rel_tol=1e-6, abs_tol=0.0):
         where = "the data's frames" if data_path is None else f"the frames of fields file {data_path}"
         raise FieldsContractError(f"model {name!r} steps dt = {model_dt:g} but {where} are {frame_dt:g} apart; "

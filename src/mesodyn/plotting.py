@@ -222,6 +222,93 @@ def _run_order(runs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(runs, key=lambda r: (order.get(r[1], len(order)), r[0]))
 
 
+_RUN_LINE_STYLES = ["-", "--", "-.", ":"]  # runs of one model (its variants) share its colour, not its line
+
+
+def _draw_run_error(ax: plt.Axes, inset: plt.Axes, combined: xr.Dataset, *, run: str, model: str,
+                    line: str) -> dict[str, Any]:
+    """One run's mean error against lead time with its spread and its first divergence on ``ax``, and its steps
+    1-5 on ``inset``; returns the numbers the figure shows for it."""
+    steps, lead = combined["step"].values, combined["lead_time"].values
+    mean, spread = combined["rel_rmse_mean"].values, combined["rel_rmse_std_pooled"].values
+    color = _MODEL_COLORS.get(model, "0.3")
+    n_seeds = int(combined.attrs.get("n_seeds", 1))
+    label = MODEL_LABELS.get(model, model) + ("" if run == model else f" [{run}]")
+    label += f" ({n_seeds} seeds)" if n_seeds > 1 else ""
+    ax.plot(lead, mean, line, color=color, label=label)
+    # mean - std is often below zero, which a log axis cannot show: the band's lower edge stops at mean / 10
+    lo = np.maximum(mean - spread, mean / 10)
+    ax.fill_between(lead, lo, mean + spread, color=color, alpha=0.08, linewidth=0)
+    diverged = combined["diverged_step"].values
+    first = int(diverged[diverged >= 0].min()) if np.any(diverged >= 0) else -1
+    if first >= 0:
+        j = int(np.searchsorted(steps, first))
+        ax.plot(lead[j], mean[j], "x", color=color, markersize=7, markeredgewidth=1.8)
+    # steps 1-5 in an inset, beside the published numbers: on the 100-step axis they share one corner
+    first5 = min(5, steps.size)
+    inset.plot(steps[:first5], mean[:first5], line, color=color, marker=".", markersize=4)
+    return {"model": model, "n_seeds": n_seeds, "n_trajectories": int(combined["n_trajectories"].item()),
+            "step_1": float(mean[0]), "step_5": float(mean[min(4, mean.size - 1)]), "last_step": int(steps[-1]),
+            "last": float(mean[-1]), "diverged_step": first}
+
+
+def _draw_paper_claims(ax: plt.Axes, inset: plt.Axes, combined: xr.Dataset, *, model: str, published: Any,
+                       claim: Mapping[str, Any], shift: float) -> None:
+    """What the paper publishes for ``model``: its steps 1-5 (mean ± std, ``published``) on ``inset``, shifted by
+    ``shift`` beside ours, and where the paper's figure says, the step it diverges near and its error at step 100."""
+    steps, lead = combined["step"].values, combined["lead_time"].values
+    color = _MODEL_COLORS.get(model, "0.3")
+    if len(published):
+        inset.errorbar(published["step"].values + shift, published["mean"].values,
+                       yerr=published["std"].values, fmt="o", mfc="white", mec=color, ecolor=color,
+                       markersize=3.5, elinewidth=0.7, capsize=1.2, zorder=4)
+    if "diverged_step" in claim and claim["diverged_step"] <= steps[-1]:
+        j = int(np.searchsorted(steps, claim["diverged_step"]))
+        ax.axvline(lead[j], color=color, ls=":", lw=1.2,
+                   label=f"paper: {MODEL_LABELS.get(model, model)} diverges near step {claim['diverged_step']}")
+    if "final_error" in claim and steps[-1] >= 100:
+        j = int(np.searchsorted(steps, 100))
+        ax.plot(lead[j], claim["final_error"], "*", color=color, mfc="white", markersize=11, zorder=5,
+                ls="none", label=f"paper: {MODEL_LABELS.get(model, model)} at step 100 "
+                                 f"(≈ {claim['final_error']:g})")
+
+
+def _decorate_rel_rmse(fig: plt.Figure, ax: plt.Axes, inset: plt.Axes, *, dataset: str, dt: float) -> None:
+    """Scales, labels, the step axis on top (where ``dt`` is known) and the legend outside on the right."""
+    ax.set_yscale("log")
+    ax.set_xlabel(_time_label(dataset))
+    ax.set_ylabel("relative RMSE\n(mean ± std over trajectories and seeds)")
+    inset.set_yscale("log")
+    inset.set_xticks(range(1, 6))
+    inset.set_xlabel("rollout step", fontsize=6.5, labelpad=0)
+    inset.set_ylabel("rel. RMSE", fontsize=7, labelpad=1)
+    inset.tick_params(labelsize=6.5)
+    inset.set_title("steps 1–5: ours (•) and published (○)", fontsize=7, pad=2)
+    inset.set_facecolor("white")
+    if np.isfinite(dt) and dt > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda t: t / dt, lambda s: s * dt))
+        top.set_xlabel("rollout step")
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none"),
+                Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8)]
+    labels += ["published mean ± std, steps 1–5\n(the paper's 10 trajectories)",
+               "diverged (every error\ncounts as 1 from here)"]
+    fig.legend(handles, labels, loc="outside right center")
+
+
+def _rel_rmse_finding(numbers: Mapping[str, Mapping[str, Any]]) -> str:
+    """The lowest error after the last step, and every run's error at step 1 and the last step."""
+    if not numbers:
+        return ""
+    best = min(numbers.items(), key=lambda kv: kv[1]["last"])
+    return (f"after {best[1]['last_step']} steps the lowest error is {MODEL_LABELS.get(best[1]['model'])}'s "
+            f"({_g(best[1]['last'])}); " + "; ".join(
+                f"{MODEL_LABELS.get(v['model'], v['model'])}" + ("" if r == v["model"] else f" [{r}]")
+                + f": {_g(v['step_1'])} at step 1, {_g(v['last'])} at step {v['last_step']}"
+                + (f", diverged at step {v['diverged_step']}" if v["diverged_step"] >= 0 else "")
+                for r, v in numbers.items()))
+
+
 def plot_rel_rmse(metrics: Mapping[str, Sequence[xr.Dataset]], *, dataset: str, evaluation_set: str = "heldout",
                   paper: Any = None) -> Drawn:
     """The paper's figure 1: relative RMSE against lead time for every model, mean and spread, log scale.
@@ -254,89 +341,24 @@ def plot_rel_rmse(metrics: Mapping[str, Sequence[xr.Dataset]], *, dataset: str, 
     fig, ax = plt.subplots(figsize=(8.6, 4.2))
     inset = ax.inset_axes([0.62, 0.1, 0.36, 0.36])
     numbers: dict[str, Any] = {}
-    styles = ["-", "--", "-.", ":"]
     seen: dict[str, int] = {}
-    last_step = 1
     for run, model in runs:
         combined = combine_seeds(list(metrics[run])).sel(set=evaluation_set)
-        n = int(combined["n_trajectories"].item())
-        if n == 0:
+        if int(combined["n_trajectories"].item()) == 0:
             continue
-        steps = combined["step"].values
-        lead = combined["lead_time"].values
-        mean = combined["rel_rmse_mean"].values
-        spread = combined["rel_rmse_std_pooled"].values
-        color = _MODEL_COLORS.get(model, "0.3")
-        ls = styles[seen.get(model, 0) % len(styles)]
-        seen[model] = seen.get(model, 0) + 1
-        n_seeds = int(combined.attrs.get("n_seeds", 1))
-        label = MODEL_LABELS.get(model, model) + ("" if run == model else f" [{run}]")
-        label += f" ({n_seeds} seeds)" if n_seeds > 1 else ""
-        ax.plot(lead, mean, ls, color=color, label=label)
-        # mean - std is often below zero, which a log axis cannot show: the band's lower edge stops at mean / 10
-        lo = np.maximum(mean - spread, mean / 10)
-        ax.fill_between(lead, lo, mean + spread, color=color, alpha=0.08, linewidth=0)
-        diverged = combined["diverged_step"].values
-        first = int(diverged[diverged >= 0].min()) if np.any(diverged >= 0) else -1
-        if first >= 0:
-            j = int(np.searchsorted(steps, first))
-            ax.plot(lead[j], mean[j], "x", color=color, markersize=7, markeredgewidth=1.8)
-        # steps 1-5, ours beside the published numbers, in an inset: on the 100-step axis they share one corner
-        first5 = min(5, steps.size)
-        inset.plot(steps[:first5], mean[:first5], ls, color=color, marker=".", markersize=4)
-        published = paper[paper["model"] == model].sort_values("step")
-        if len(published) and run == model:
-            shift = 0.12 * (seen[model] - 1) + 0.06  # side by side with our point, not on top of it
-            inset.errorbar(published["step"].values + shift, published["mean"].values,
-                           yerr=published["std"].values, fmt="o", mfc="white", mec=color, ecolor=color,
-                           markersize=3.5, elinewidth=0.7, capsize=1.2, zorder=4)
-        numbers[run] = {"model": model, "n_seeds": n_seeds, "n_trajectories": n, "step_1": float(mean[0]),
-                        "step_5": float(mean[min(4, mean.size - 1)]), "last_step": int(steps[-1]),
-                        "last": float(mean[-1]), "diverged_step": first}
-        last_step = max(last_step, int(steps[-1]))
-        claim = stated.get(model, {}) if run == model else {}
-        if "diverged_step" in claim and claim["diverged_step"] <= steps[-1]:
-            j = int(np.searchsorted(steps, claim["diverged_step"]))
-            ax.axvline(lead[j], color=color, ls=":", lw=1.2,
-                       label=f"paper: {MODEL_LABELS.get(model, model)} diverges near step {claim['diverged_step']}")
-        if "final_error" in claim and steps[-1] >= 100:
-            j = int(np.searchsorted(steps, 100))
-            ax.plot(lead[j], claim["final_error"], "*", color=color, mfc="white", markersize=11, zorder=5,
-                    ls="none", label=f"paper: {MODEL_LABELS.get(model, model)} at step 100 "
-                                     f"(≈ {claim['final_error']:g})")
-    ax.set_yscale("log")
-    ax.set_xlabel(_time_label(dataset))
-    ax.set_ylabel("relative RMSE\n(mean ± std over trajectories and seeds)")
-    inset.set_yscale("log")
-    inset.set_xticks(range(1, 6))
-    inset.set_xlabel("rollout step", fontsize=6.5, labelpad=0)
-    inset.set_ylabel("rel. RMSE", fontsize=7, labelpad=1)
-    inset.tick_params(labelsize=6.5)
-    inset.set_title("steps 1–5: ours (•) and published (○)", fontsize=7, pad=2)
-    inset.set_facecolor("white")
+        nth = seen.get(model, 0)  # earlier runs of the same model
+        seen[model] = nth + 1
+        numbers[run] = _draw_run_error(ax, inset, combined, run=run, model=model,
+                                       line=_RUN_LINE_STYLES[nth % len(_RUN_LINE_STYLES)])
+        if run == model:  # the paper's numbers belong to the model under its own name, not to its variants
+            published = paper[paper["model"] == model].sort_values("step")
+            _draw_paper_claims(ax, inset, combined, model=model, published=published, claim=stated.get(model, {}),
+                               shift=0.12 * nth + 0.06)
     first_set = next(iter(metrics.values()))[0]
-    dt = float(first_set.attrs.get("dt", np.nan))
-    if np.isfinite(dt) and dt > 0:
-        top = ax.secondary_xaxis("top", functions=(lambda t: t / dt, lambda s: s * dt))
-        top.set_xlabel("rollout step")
-    handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.3", marker="o", mfc="white", ls="none"),
-                Line2D([], [], color="0.3", marker="x", ls="none", markeredgewidth=1.8)]
-    labels += ["published mean ± std, steps 1–5\n(the paper's 10 trajectories)",
-               "diverged (every error\ncounts as 1 from here)"]
-    fig.legend(handles, labels, loc="outside right center")
+    _decorate_rel_rmse(fig, ax, inset, dataset=dataset, dt=float(first_set.attrs.get("dt", np.nan)))
     what = "held-out test trajectories" if evaluation_set == "heldout" else "the paper's 10 trajectories"
     _title(fig, f"relative RMSE against lead time ({what})", dataset)
-    best = min(numbers.items(), key=lambda kv: kv[1]["last"]) if numbers else None
-    finding = ""
-    if best is not None:
-        finding = (f"after {best[1]['last_step']} steps the lowest error is {MODEL_LABELS.get(best[1]['model'])}'s "
-                   f"({_g(best[1]['last'])}); " + "; ".join(
-                       f"{MODEL_LABELS.get(v['model'], v['model'])}" + ("" if r == v["model"] else f" [{r}]")
-                       + f": {_g(v['step_1'])} at step 1, {_g(v['last'])} at step {v['last_step']}"
-                       + (f", diverged at step {v['diverged_step']}" if v["diverged_step"] >= 0 else "")
-                       for r, v in numbers.items()))
-    return Drawn(fig, numbers, {"table": "paper_table.csv (steps 1-5)", **stated}, finding)
+    return Drawn(fig, numbers, {"table": "paper_table.csv (steps 1-5)", **stated}, _rel_rmse_finding(numbers))
 
 
 # -- figure 3: learned against true energy --------------------------------------------------------------------------
@@ -735,6 +757,106 @@ def plot_energy_order(order: xr.Dataset, *, dataset: str, symbols: xr.Dataset | 
 
 
 # -- ours: operator symbols and dissipation --------------------------------------------------------------------------
+def _k_max_fit(symbols: xr.Dataset) -> float | None:
+    """The largest ``|k|`` the symbols were fitted over; ``None``: all modes."""
+    k_fit = symbols.attrs.get("k_max_fit", "none")
+    return None if k_fit in ("none", None) else float(k_fit)
+
+
+def _draw_symbol_image(fig: plt.Figure, ax: plt.Axes, symbols: xr.Dataset) -> None:
+    """2-D: ``b m(k_x, k_y)`` as an image over the wavenumber plane."""
+    kx, ky = symbols["kx"].values, symbols["ky"].values
+    im = ax.pcolormesh(kx, ky, symbols["b_m"].values, shading="nearest", rasterized=True)
+    fig.colorbar(im, ax=ax, pad=0.01).set_label(r"$b\,m(k)$")
+    ax.set_xlabel(r"wavenumber $k_x$")
+    ax.set_ylabel(r"wavenumber $k_y$")
+    ax.set_aspect("equal")
+    ax.grid(False)
+    ax.set_title(r"$b\,m(k_x, k_y)$", fontsize=8.5)
+
+
+def _zoom_to_fitted_modes(ax: plt.Axes, cut: xr.Dataset, name: str, k: np.ndarray, k_fit: float) -> None:
+    """Show the fitted modes and as many again beyond them, shaded (unexcited modes keep their initial values,
+    which would set the scale otherwise)."""
+    edge = min(2.0 * k_fit, float(np.abs(k).max()))
+    for lo, hi in ((-edge, -k_fit), (k_fit, edge)):
+        ax.axvspan(lo, hi, color="0.93", zorder=0, label="not fitted" if lo > 0 else None)
+    ax.set_xlim(-edge, edge)
+    shown = np.abs(k) <= edge
+    values = np.concatenate([cut[name].values[shown]] + ([cut[f"true_{name}"].values[shown]]
+                                                         if f"true_{name}" in cut else []))
+    lo_v, hi_v = float(np.min(values)), float(np.max(values))
+    pad = 0.08 * max(hi_v - lo_v, 1e-12)
+    ax.set_ylim(lo_v - pad, hi_v + 3 * pad)
+
+
+def _draw_symbol(ax: plt.Axes, symbols: xr.Dataset, cut: xr.Dataset, *, name: str, k: np.ndarray, xlabel: str,
+                 ylabel: str) -> dict[str, float]:
+    """One symbol (``"b_m"`` or ``"b_phi"``) against ``k`` along ``cut``, learned and true, with its fit to the
+    truth; returns the fit's coefficient and relative residual (empty where there is no fit)."""
+    numbers: dict[str, float] = {}
+    k_fit = _k_max_fit(symbols)
+    ax.plot(k, cut[name].values, ".-", color="#0072B2", lw=0.8, markersize=2.5, label="learned")
+    if f"true_{name}" in cut:
+        ax.plot(k, cut[f"true_{name}"].values, "--", color=_PAPER_COLOR, lw=1.2, label="truth")
+    if f"{name}_fit_coefficient" in symbols:
+        c = float(symbols[f"{name}_fit_coefficient"].item())
+        res = float(symbols[f"{name}_fit_residual"].item())
+        where = "" if k_fit is None else f" (|k| ≤ {k_fit:.3g})"
+        ax.text(0.03, 0.97, f"learned ≈ {c:.3f} × truth{where}\nrelative residual {res:.2g}",
+                transform=ax.transAxes,
+                va="top", fontsize=7, bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
+        numbers[f"{name}_fit_coefficient"], numbers[f"{name}_fit_residual"] = c, res
+    if k_fit is not None and k_fit < np.abs(k).max():
+        _zoom_to_fitted_modes(ax, cut, name, k, k_fit)
+    ax.set_xlabel(xlabel + " (1/length)")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=7)
+    return numbers
+
+
+def _draw_dissipation(ax: plt.Axes, dissipation: xr.Dataset, dataset: str) -> dict[str, Any]:
+    """``<mu, M mu>`` against the discrete rate ``-(V^{s+1} - V^s)/dt`` along rollouts, on a symmetric log axis;
+    returns the median dissipation, their median relative mismatch and how many steps raised the energy."""
+    t = dissipation["time"].values
+    d, rate = dissipation["dissipation"].values, dissipation["energy_rate"].values
+    for j in range(d.shape[0]):
+        ax.plot(t, d[j], color="#009E73", lw=1.0, label=r"$\langle\mu, M\mu\rangle$" if j == 0 else None)
+        ax.plot(t, -rate[j], ":", color="#D55E00", lw=1.2,
+                label=r"$-(V^{s+1} - V^{s})/\Delta t$" if j == 0 else None)
+    linthresh = max(1e-6, float(np.nanmax(np.abs(d))) * 1e-3) if np.isfinite(np.nanmax(np.abs(d))) else 1e-6
+    ax.set_yscale("symlog", linthresh=linthresh)
+    # decades only outside the linear band around 0 (inside it they fall on top of each other), and 0
+    lo, hi = ax.get_ylim()
+    top = max(abs(lo), abs(hi), linthresh)
+    decades = [10.0 ** e for e in range(math.ceil(math.log10(linthresh)), math.floor(math.log10(top)) + 1)]
+    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+        [0.0] + [v for v in decades if v <= hi] + [-v for v in decades if -v >= lo]))
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(_time_label(dataset))
+    ax.set_ylabel("dissipation rate (model units / time)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=7)
+    ax.set_title(f"along rollouts ({dissipation.attrs.get('stepper', '')} step)", fontsize=8.5)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mismatch = np.nanmedian(np.abs(-rate[:, :-1] - d[:, :-1]) / np.maximum(np.abs(d[:, :-1]), 1e-300))
+    return {"dissipation_median": float(np.nanmedian(d)), "rate_vs_dissipation_relative_mismatch": float(mismatch),
+            "energy_increases": int(np.sum(rate[:, :-1] > 0))}
+
+
+def _symbols_finding(numbers: Mapping[str, Any], symbols: xr.Dataset) -> str:
+    """``b``, ``a/b``, each symbol's fit to the truth and how often the energy rose along the rollouts."""
+    parts = [f"b = {_g(numbers['b'])}, a/b = {_g(numbers['a_over_b'])}"]
+    k_fit = _k_max_fit(symbols)
+    for name in ("b_m", "b_phi"):
+        if f"{name}_fit_coefficient" in numbers:
+            over = "" if k_fit is None else f" over |k| ≤ {k_fit:.3g}"
+            parts.append(f"{name.replace('_', ' ')} ≈ {numbers[name + '_fit_coefficient']:.3f} × truth{over} "
+                         f"(relative residual {numbers[name + '_fit_residual']:.2g})")
+    if "energy_increases" in numbers:
+        parts.append(f"the energy rose in {numbers['energy_increases']} rollout steps")
+    return "; ".join(parts)
+
+
 def plot_operator_symbols(symbols: xr.Dataset, *, dataset: str, dissipation: xr.Dataset | None = None) -> Drawn:
     """Ours: the gauge-invariant symbols ``b m(k)`` (of ``M``) and ``b phi(k)`` (of ``W = i phi``) against the truth
     where it is known (Allen-Cahn ``b m = 1``, ``b phi = 0``; KdV ``b m = 0``, ``b phi = -k``), and, if given, the
@@ -752,98 +874,26 @@ def plot_operator_symbols(symbols: xr.Dataset, *, dataset: str, dissipation: xr.
     fig, axes = plt.subplots(1, n_panels, figsize=(2.9 * n_panels + 0.3, 3.7), squeeze=False)
     axes = list(axes[0])
     numbers: dict[str, Any] = {"b": float(symbols["b"].item()), "a_over_b": float(symbols["a_over_b"].item())}
-    if symbols.attrs.get("k_max_fit", "none") not in ("none", None):
-        numbers["k_max_fit"] = float(symbols.attrs["k_max_fit"])
-    paper_or_truth = {}
-    i = 0
-    if two_d:
-        ax_img = axes[0]
-        kx, ky = symbols["kx"].values, symbols["ky"].values
-        im = ax_img.pcolormesh(kx, ky, symbols["b_m"].values, shading="nearest", rasterized=True)
-        fig.colorbar(im, ax=ax_img, pad=0.01).set_label(r"$b\,m(k)$")
-        ax_img.set_xlabel(r"wavenumber $k_x$")
-        ax_img.set_ylabel(r"wavenumber $k_y$")
-        ax_img.set_aspect("equal")
-        ax_img.grid(False)
-        ax_img.set_title(r"$b\,m(k_x, k_y)$", fontsize=8.5)
-        i = 1
-        cut = symbols.sel(ky=0.0)
-        k = cut["kx"].values
-        klabel = r"wavenumber $k_x$ (at $k_y = 0$)"
+    if _k_max_fit(symbols) is not None:
+        numbers["k_max_fit"] = _k_max_fit(symbols)
+    if two_d:  # the plane as an image, and the symbols along k_y = 0
+        _draw_symbol_image(fig, axes[0], symbols)
+        cut, k, klabel = symbols.sel(ky=0.0), symbols["kx"].values, r"wavenumber $k_x$ (at $k_y = 0$)"
     else:
-        cut = symbols
-        k = symbols["k"].values
-        klabel = r"wavenumber $k$"
-    for name, ax, sym in (("b_m", axes[i], r"$b\,m(k)$ of $M$"), ("b_phi", axes[i + 1], r"$b\,\phi(k)$ of $W$")):
-        ax.plot(k, cut[name].values, ".-", color="#0072B2", lw=0.8, markersize=2.5, label="learned")
-        if f"true_{name}" in cut:
-            ax.plot(k, cut[f"true_{name}"].values, "--", color=_PAPER_COLOR, lw=1.2, label="truth")
-        if f"{name}_fit_coefficient" in symbols:
-            c = float(symbols[f"{name}_fit_coefficient"].item())
-            res = float(symbols[f"{name}_fit_residual"].item())
-            where = "" if symbols.attrs.get("k_max_fit", "none") in ("none", None) else \
-                f" (|k| ≤ {float(symbols.attrs['k_max_fit']):.3g})"
-            ax.text(0.03, 0.97, f"learned ≈ {c:.3f} × truth{where}\nrelative residual {res:.2g}",
-                    transform=ax.transAxes,
-                    va="top", fontsize=7, bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
-            numbers[f"{name}_fit_coefficient"], numbers[f"{name}_fit_residual"] = c, res
-            paper_or_truth[f"{name}_fit_coefficient"] = 1.0
-        k_fit = symbols.attrs.get("k_max_fit", "none")
-        if k_fit not in ("none", None) and float(k_fit) < np.abs(k).max():
-            # the modes the data excite, and as many again beyond them (unexcited modes keep their initial values)
-            edge = min(2.0 * float(k_fit), float(np.abs(k).max()))
-            for lo, hi in ((-edge, -float(k_fit)), (float(k_fit), edge)):
-                ax.axvspan(lo, hi, color="0.93", zorder=0, label="not fitted" if lo > 0 else None)
-            ax.set_xlim(-edge, edge)
-            shown = np.abs(k) <= edge
-            values = np.concatenate([cut[name].values[shown]] + ([cut[f"true_{name}"].values[shown]]
-                                                                 if f"true_{name}" in cut else []))
-            lo_v, hi_v = float(np.min(values)), float(np.max(values))
-            pad = 0.08 * max(hi_v - lo_v, 1e-12)
-            ax.set_ylim(lo_v - pad, hi_v + 3 * pad)
-        ax.set_xlabel(klabel + " (1/length)")
-        ax.set_ylabel(sym)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=7)
+        cut, k, klabel = symbols, symbols["k"].values, r"wavenumber $k$"
+    first = 1 if two_d else 0  # the panel of b m(k): after the image in 2-D
+    for name, ax, label in (("b_m", axes[first], r"$b\,m(k)$ of $M$"),
+                            ("b_phi", axes[first + 1], r"$b\,\phi(k)$ of $W$")):
+        numbers.update(_draw_symbol(ax, symbols, cut, name=name, k=k, xlabel=klabel, ylabel=label))
+    # the truth's fit coefficient is 1 by definition: the number each learned fit is read against
+    truth = {key: 1.0 for key in numbers if key.endswith("_fit_coefficient")}
     if dissipation is not None:
-        ax = axes[-1]
-        t = dissipation["time"].values
-        d, rate = dissipation["dissipation"].values, dissipation["energy_rate"].values
-        for j in range(d.shape[0]):
-            ax.plot(t, d[j], color="#009E73", lw=1.0, label=r"$\langle\mu, M\mu\rangle$" if j == 0 else None)
-            ax.plot(t, -rate[j], ":", color="#D55E00", lw=1.2,
-                    label=r"$-(V^{s+1} - V^{s})/\Delta t$" if j == 0 else None)
-        linthresh = max(1e-6, float(np.nanmax(np.abs(d))) * 1e-3) if np.isfinite(np.nanmax(np.abs(d))) else 1e-6
-        ax.set_yscale("symlog", linthresh=linthresh)
-        # decades only outside the linear band around 0 (inside it they fall on top of each other), and 0
-        lo, hi = ax.get_ylim()
-        top = max(abs(lo), abs(hi), linthresh)
-        decades = [10.0 ** e for e in range(math.ceil(math.log10(linthresh)), math.floor(math.log10(top)) + 1)]
-        ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(
-            [0.0] + [v for v in decades if v <= hi] + [-v for v in decades if -v >= lo]))
-        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel(_time_label(dataset))
-        ax.set_ylabel("dissipation rate (model units / time)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=7)
-        ax.set_title(f"along rollouts ({dissipation.attrs.get('stepper', '')} step)", fontsize=8.5)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mismatch = np.nanmedian(np.abs(-rate[:, :-1] - d[:, :-1]) / np.maximum(np.abs(d[:, :-1]), 1e-300))
-        numbers["dissipation_median"] = float(np.nanmedian(d))
-        numbers["rate_vs_dissipation_relative_mismatch"] = float(mismatch)
-        numbers["energy_increases"] = int(np.sum(rate[:, :-1] > 0))
+        numbers.update(_draw_dissipation(axes[-1], dissipation, dataset))
     _panel_letters(axes)
     system = symbols.attrs.get("system", "none")
     _title(fig, "learned operators in the gauge-invariant form" + ("" if system == "none" else
                                                                    f" (truth: {system})"), dataset)
-    parts = [f"b = {_g(numbers['b'])}, a/b = {_g(numbers['a_over_b'])}"]
-    for name in ("b_m", "b_phi"):
-        if f"{name}_fit_coefficient" in numbers:
-            k_fit = symbols.attrs.get("k_max_fit", "none")
-            over = "" if k_fit in ("none", None) else f" over |k| ≤ {float(k_fit):.3g}"
-            parts.append(f"{name.replace('_', ' ')} ≈ {numbers[name + '_fit_coefficient']:.3f} × truth{over} "
-                         f"(relative residual {numbers[name + '_fit_residual']:.2g})")
-    if "energy_increases" in numbers:
-        parts.append(f"the energy rose in {numbers['energy_increases']} rollout steps")
-    return Drawn(fig, numbers, paper_or_truth, "; ".join(parts))
+    return Drawn(fig, numbers, truth, _symbols_finding(numbers, symbols))
 
 
 # -- ours: prediction against truth ---------------------------------------------------------------------------------

@@ -80,13 +80,23 @@ class Capabilities:
     dissipation : bool
         ``dissipation_rate(u)``: ``-<mu, M mu>``.
     steppers : tuple of str
-        The values ``step(u, dt, stepper=...)`` may take; empty: the model has one step and no ``stepper`` option.
+        The values ``step(u, dt, stepper=...)`` may take, and the attribute ``stepper``, the one its config chose;
+        empty: the model has one step and no ``stepper`` option.
+    energy_parts : bool
+        An energy of the form ``int a/2 u^2 + b/2 |grad u|^2 + int F(u) (+ V_nl)``, whose ``energy(u)`` reports
+        the ``"quadratic"`` and ``"local"`` parts, with ``quadratic_coefficients()`` (``a`` and ``b``) and
+        ``local_density(u)`` (``F`` elementwise).
+    local_derivatives : tuple of str
+        The values the settable attribute ``local_derivative`` (how ``F'`` is evaluated: the same function by
+        different means) may take; empty: the model has no such option.
     """
 
     energy: bool = False
     operators: bool = False
     dissipation: bool = False
     steppers: tuple[str, ...] = ()
+    energy_parts: bool = False
+    local_derivatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,13 +143,15 @@ DATASETS: dict[str, DatasetInfo] = {
 
 _CONFIGS = "mesodyn.models.configs"
 _ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf")  # mesodyn.models.configs.STEPPERS
+_LOCAL_DERIVATIVES = ("exact", "interpolant")  # mesodyn.models.configs.LOCAL_DERIVATIVES
 
 MODELS: dict[str, ModelInfo] = {
     "speconsnet": ModelInfo(
         model="mesodyn.onsager.model:SpecOnsNet", config=f"{_CONFIGS}:SpecOnsNetConfig", dims=(1, 2),
         datasets=None, trainable=True, description="spectral Onsager network (the paper's model)",
         label="SpecOnsNet", color="#0072B2", role="paper",
-        capabilities=Capabilities(energy=True, operators=True, dissipation=True, steppers=_ONSAGER_STEPPERS),
+        capabilities=Capabilities(energy=True, operators=True, dissipation=True, steppers=_ONSAGER_STEPPERS,
+                                  energy_parts=True, local_derivatives=_LOCAL_DERIVATIVES),
     ),
     "classical": ModelInfo(
         model="mesodyn.baselines.classical:Classical", config=f"{_CONFIGS}:ClassicalConfig", dims=(1, 2),
@@ -169,7 +181,8 @@ MODELS: dict[str, ModelInfo] = {
         datasets=("allen_cahn", "allen_cahn_2d", "kdv"), trainable=True,
         description="ablation: learned M and W, V fixed to the true energy",
         label="SpecOnsNet with true V", color="#56B4E9", role="ablation", requires="energy",
-        capabilities=Capabilities(energy=True, operators=True, dissipation=True, steppers=("euler", "sbdf1")),
+        capabilities=Capabilities(energy=True, operators=True, dissipation=True, steppers=("euler", "sbdf1"),
+                                  energy_parts=True),
     ),
 }
 

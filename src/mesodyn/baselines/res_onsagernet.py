@@ -134,6 +134,11 @@ class ResOnsagerNet(Model):
             # SpecOnsNet's explicit-Euler-stable start (see SpecOnsNetConfig.init_m_cap)
             ops.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=cfg.init_a, b=cfg.init_b)
 
+    @property
+    def stepper(self) -> str:
+        """The stepper :meth:`step` takes when given none (the config's)."""
+        return self.cfg.stepper
+
     # -- the chemical potential ------------------------------------------------------------------------------
     @property
     def a(self) -> torch.Tensor:
@@ -175,7 +180,7 @@ class ResOnsagerNet(Model):
         the configured one)."""
         self.check_input(u)
         dt = self.dt if dt is None else float(dt)
-        stepper = stepper or self.cfg.stepper
+        stepper = stepper or self.stepper
         u_hat = self.grid.rfft(u)
         if stepper == "euler":
             return u - dt * self.grid.irfft(self.operators.apply_hat(self.mu_hat(u_hat)))

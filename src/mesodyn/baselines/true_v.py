@@ -53,6 +53,9 @@ class TrueEnergy(nn.Module):
         Allen–Cahn interface width (not used for KdV).
     """
 
+    a = 0.0  # the quadratic part 1/2 <u, -Lap u> is int a/2 u^2 + b/2 |grad u|^2 with these
+    b = 1.0
+
     def __init__(self, *, grid: SpectralGrid, kind: str, epsilon: float = 0.1):
         super().__init__()
         if kind not in ("allen_cahn", "kdv"):

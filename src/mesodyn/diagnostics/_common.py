@@ -14,6 +14,7 @@ import xarray as xr
 
 from mesodyn.fields import dataset_name
 from mesodyn.models import capabilities
+from mesodyn.models import model_name as _model_name
 from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 from mesodyn.rollout import prepare_model
 
@@ -27,13 +28,6 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------
-def _model_name(model: Any) -> str:
-    name = getattr(model, "name", None)
-    if not isinstance(name, str):
-        name = dict(getattr(model, "config", {}) or {}).get("name", type(model).__name__)
-    return str(name)
-
-
 def _prepare(model: Any, dtype: str, device: str) -> tuple[torch.dtype, torch.device]:
     """Cast ``model`` in place (when it is a module) to ``dtype`` on the device of the one device rule
     (:func:`mesodyn.rollout.prepare_model`) and return the working dtype and device."""
@@ -51,6 +45,12 @@ def _require(model: Any, capability: str, what: str) -> None:
     if not getattr(capabilities(model), capability):
         raise ValueError(f"model {_model_name(model)!r} has no {_CAPABILITY_METHODS[capability]}: {what} needs "
                          f"{'them' if capability == 'operators' else 'one'}.")
+
+
+def _stepper_name(model: Any, stepper: str | None) -> str:
+    """The stepper a rollout of ``model`` uses: ``stepper``, else the model's own (:attr:`stepper` of a model that
+    declares steppers), else ``"default"`` (a model with one step)."""
+    return stepper or (str(model.stepper) if capabilities(model).steppers else "default")
 
 
 def _samples(data: xr.Dataset, samples: Sequence[int]) -> np.ndarray:

@@ -13,6 +13,7 @@ from mesodyn.continuum.invariants import allen_cahn_energy, kdv_hamiltonian
 from mesodyn.diagnostics._common import (SYSTEMS, _attrs, _frames, _prepare, _require, _sample_coord,
                                          _samples, _time_coord, _times, power_law_fit)
 from mesodyn.fields import dataset_name, grid_from_data
+from mesodyn.models import capabilities
 from mesodyn.onsager.gauge import fit_affine
 from mesodyn.registry import DATASETS, is_chain
 
@@ -64,10 +65,13 @@ def total_energy(model: Any, u: torch.Tensor) -> torch.Tensor:
     return e["total"] if isinstance(e, Mapping) else e
 
 
-def _coefficient(model: Any, name: str, default: float) -> float:
-    free_energy = getattr(model, "free_energy", None)
-    value = getattr(free_energy, name, None) if free_energy is not None else None
-    return default if value is None else float(torch.as_tensor(value).detach())
+def _quadratic_a(model: Any) -> float:
+    """``a`` of the quadratic part ``int a/2 u^2 + b/2 |grad u|^2`` of a model that declares its energy's parts
+    (:class:`mesodyn.registry.Capabilities`); 0 for any other: its whole ``"quadratic"`` part is then read as the
+    gradient term."""
+    if not capabilities(model).energy_parts:
+        return 0.0
+    return model.quadratic_coefficients()[0]
 
 
 def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,8 +79,8 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
 
     ``V0 = int a/2 u^2 + F(u)``. SpecOnsNet's ``energy`` reports ``"quadratic"`` (``int a/2 u^2 + b/2 |grad u|^2``,
     both together), ``"local"`` (``int F``) and ``"nonlocal"``; the ``a`` term is split off with the model's
-    ``free_energy.a`` and grid inner product. A model without ``free_energy.a`` (the true-``V`` ablation, a
-    stand-in) has ``a = 0``: its whole ``"quadratic"`` part is the gradient term.
+    ``quadratic_coefficients()`` and grid inner product. A model that does not declare its energy's parts (a
+    stand-in) has ``a = 0`` here: its whole ``"quadratic"`` part is the gradient term, as it is for the true ``V``.
 
     Returns
     -------
@@ -90,7 +94,7 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"total": e}
         out = {"total": e["total"]}
         if "quadratic" in e and "local" in e:
-            a = _coefficient(model, "a", 0.0)
+            a = _quadratic_a(model)
             if a != 0.0:
                 grid = model.grid
                 a_term = 0.5 * a * grid.inner(u, u)
@@ -104,15 +108,11 @@ def energy_parts(model: Any, u: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def local_density(model: Any, u: torch.Tensor) -> torch.Tensor | None:
     """The learned pointwise density ``F(u)`` elementwise (SpecOnsNet's MLP, the true ``F`` of the true-``V``
-    model), or ``None`` for a model without one."""
-    free_energy = getattr(model, "free_energy", None)
+    model), or ``None`` for a model that does not declare its energy's parts."""
+    if not capabilities(model).energy_parts:
+        return None
     with torch.no_grad():
-        if callable(getattr(free_energy, "local_density", None)):
-            return free_energy.local_density(u)
-        local = getattr(free_energy, "local", None)
-        if isinstance(local, torch.nn.Module):
-            return local(u)
-    return None
+        return model.local_density(u)
 
 
 def _energies_of_frames(model: Any, frames: np.ndarray, *, dtype: torch.dtype, device: torch.device,
@@ -249,6 +249,59 @@ _COMPONENTS = {
 }
 
 
+def _scaled_energy_differences(model: Any, u0: np.ndarray, scales: np.ndarray, *, dtype: torch.dtype,
+                               device: torch.device, batch_size: int) -> tuple[list[str], np.ndarray]:
+    """The components of :func:`energy_parts` the model reports, and ``|V_c(s u0) - V_c(0)|``
+    (component, scale, sample) for the initial fields ``u0`` ``(sample, *grid)``."""
+    n_samples = u0.shape[0]
+    scaled = (scales[:, None, None] * u0.reshape(1, n_samples, -1)).reshape(scales.size * n_samples, *u0.shape[1:])
+    parts = _energies_of_frames(model, scaled, dtype=dtype, device=device, batch_size=batch_size, parts=True)
+    zero = energy_parts(model, torch.zeros((1, *u0.shape[1:]), dtype=dtype, device=device))
+    components = [c for c in _COMPONENTS if c in parts]
+    diff = np.stack([np.abs(parts[c].reshape(scales.size, n_samples) - float(zero[c][0])) for c in components])
+    return components, diff
+
+
+def _order_fit_vars(components: list[str], diff: np.ndarray, scales: np.ndarray,
+                    s_max_fit: float | None) -> dict[str, Any]:
+    """``energy_difference`` and, per component, the power law fitted over ``s <= s_max_fit``: one exponent for
+    every trajectory, one prefactor each (:func:`power_law_fit` with ``groups``)."""
+    in_fit = scales <= (np.inf if s_max_fit is None else float(s_max_fit))
+    columns = np.arange(diff.shape[2])[None, :]
+    fits = [power_law_fit(scales[in_fit, None], diff[k][in_fit], groups=columns) for k in range(len(components))]
+    data_vars: dict[str, Any] = {
+        "energy_difference": (("component", "scale", "sample"), diff, {
+            "long_name": "|V_c(s u0) - V_c(0)|", "units": "model energy unit"}),
+    }
+    for key in ("exponent", "prefactor", "r2", "n_points"):
+        values = np.asarray([f[key] for f in fits], dtype=np.int64 if key == "n_points" else np.float64)
+        data_vars[key] = (("component",), values, {
+            "long_name": {"exponent": "fitted order p of |V_c(s u0) - V_c(0)| ~ C s^p",
+                          "prefactor": "fitted prefactor C", "r2": "coefficient of determination of the fit",
+                          "n_points": "points in the fit"}[key],
+            "units": "model energy unit" if key == "prefactor" else "1"})
+    return data_vars
+
+
+def _density_vars(model: Any, u_grid: np.ndarray, *, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+    """The learned local density ``F(u) - F(0)``, ``a/2 u^2 + F(u) - F(0)`` and ``a`` on ``u_grid``; empty for a
+    model without a local density."""
+    # F(0) is evaluated with the grid, as its last point, so that both come from one call
+    density = local_density(model, torch.as_tensor(np.append(u_grid, 0.0), dtype=dtype, device=device))
+    if density is None:
+        return {}
+    density = density.double().cpu().numpy()
+    f = density[:-1] - density[-1]
+    a = _quadratic_a(model)
+    return {
+        "local_density": (("u",), f, {"long_name": "learned local density F(u) - F(0)",
+                                      "units": "model energy unit per unit volume"}),
+        "local_energy_density": (("u",), 0.5 * a * u_grid**2 + f, {
+            "long_name": "a/2 u^2 + F(u) - F(0)", "units": "model energy unit per unit volume"}),
+        "a": ((), a, {"long_name": "coefficient a of the quadratic term a/2 u^2", "units": "1"}),
+    }
+
+
 def energy_order(model: Any, data: xr.Dataset, *, samples: Sequence[int], s: Sequence[float] | None = None,
                  s_max_fit: float | None = None, n_u: int = 201, u_range: tuple[float, float] | None = None,
                  dtype: str = "float64", device: str = "auto", batch_size: int = 256) -> xr.Dataset:
@@ -293,27 +346,9 @@ def energy_order(model: Any, data: xr.Dataset, *, samples: Sequence[int], s: Seq
     if scales.ndim != 1 or scales.size < 2 or np.any(~(scales > 0)):
         raise ValueError("s must hold at least two positive scales.")
     frames = _frames(data, idx)
-    u0 = frames[:, 0]
-    scaled = (scales[:, None, None] * u0.reshape(1, idx.size, -1)).reshape(scales.size * idx.size, *u0.shape[1:])
-    parts = _energies_of_frames(model, scaled, dtype=torch_dtype, device=torch_device, batch_size=batch_size,
-                                parts=True)
-    zero = energy_parts(model, torch.zeros((1, *u0.shape[1:]), dtype=torch_dtype, device=torch_device))
-    components = [c for c in _COMPONENTS if c in parts]
-    diff = np.stack([np.abs(parts[c].reshape(scales.size, idx.size) - float(zero[c][0])) for c in components])
-    in_fit = scales <= (np.inf if s_max_fit is None else float(s_max_fit))
-    columns = np.arange(idx.size)[None, :]
-    fits = [power_law_fit(scales[in_fit, None], diff[k][in_fit], groups=columns) for k in range(len(components))]
-    data_vars: dict[str, Any] = {
-        "energy_difference": (("component", "scale", "sample"), diff, {
-            "long_name": "|V_c(s u0) - V_c(0)|", "units": "model energy unit"}),
-    }
-    for key in ("exponent", "prefactor", "r2", "n_points"):
-        values = np.asarray([f[key] for f in fits], dtype=np.int64 if key == "n_points" else np.float64)
-        data_vars[key] = (("component",), values, {
-            "long_name": {"exponent": "fitted order p of |V_c(s u0) - V_c(0)| ~ C s^p",
-                          "prefactor": "fitted prefactor C", "r2": "coefficient of determination of the fit",
-                          "n_points": "points in the fit"}[key],
-            "units": "model energy unit" if key == "prefactor" else "1"})
+    components, diff = _scaled_energy_differences(model, frames[:, 0], scales, dtype=torch_dtype,
+                                                  device=torch_device, batch_size=batch_size)
+    data_vars = _order_fit_vars(components, diff, scales, s_max_fit)
     coords: dict[str, Any] = {
         "component": ("component", np.asarray(components, dtype=object), {
             "long_name": "part of the energy", "description": "; ".join(f"{c}: {_COMPONENTS[c]}" for c in components)}),
@@ -322,16 +357,9 @@ def energy_order(model: Any, data: xr.Dataset, *, samples: Sequence[int], s: Seq
     }
     lo, hi = (float(np.min(frames)), float(np.max(frames))) if u_range is None else map(float, u_range)
     u_grid = np.linspace(lo, hi, int(n_u))
-    density = local_density(model, torch.as_tensor(np.append(u_grid, 0.0), dtype=torch_dtype, device=torch_device))
-    if density is not None:
-        density = density.double().cpu().numpy()
-        f = density[:-1] - density[-1]
-        a = _coefficient(model, "a", 0.0)
-        data_vars["local_density"] = (("u",), f, {"long_name": "learned local density F(u) - F(0)",
-                                                  "units": "model energy unit per unit volume"})
-        data_vars["local_energy_density"] = (("u",), 0.5 * a * u_grid**2 + f, {
-            "long_name": "a/2 u^2 + F(u) - F(0)", "units": "model energy unit per unit volume"})
-        data_vars["a"] = ((), a, {"long_name": "coefficient a of the quadratic term a/2 u^2", "units": "1"})
+    density_vars = _density_vars(model, u_grid, dtype=torch_dtype, device=torch_device)
+    if density_vars:
+        data_vars.update(density_vars)
         coords["u"] = ("u", u_grid, {"long_name": "field value", "units": "unit of u"})
     ds = xr.Dataset(data_vars, coords=coords)
     settings = {"s_min": float(scales.min()), "s_max": float(scales.max()), "n_s": int(scales.size),

@@ -56,6 +56,69 @@ def write_diagnostic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     return write_netcdf(ds, path)
 
 
+def _load_for_diagnostic(run_dir: Path, local_derivative: str | None) -> tuple[Any, str]:
+    """The model saved in ``run_dir`` in float64 on the CPU, with ``F'`` evaluated as ``local_derivative`` asks
+    where the model declares that option (:class:`mesodyn.registry.Capabilities`), and how it evaluates ``F'``
+    (``"none"``: a model without the option, for which ``local_derivative`` changes nothing)."""
+    from mesodyn.models import capabilities, load_model
+
+    model = load_model(run_dir, device="cpu", dtype=torch.float64)
+    choices = capabilities(model).local_derivatives
+    if local_derivative is not None:
+        if local_derivative not in ("exact", "interpolant"):
+            raise ValueError(f"local_derivative must be 'exact' or 'interpolant', got {local_derivative!r}.")
+        if local_derivative in choices:
+            model.local_derivative = local_derivative
+    return model, str(model.local_derivative) if choices else "none"
+
+
+def _test_samples(run_dir: Path, n_samples: int | None) -> list[int]:
+    """The run's test trajectories (``split.json``) in increasing order, the first ``n_samples`` (default all)."""
+    split = json.loads((run_dir / "split.json").read_text())
+    test = sorted(int(i) for i in split["test"])
+    return test if n_samples is None else test[: int(n_samples)]
+
+
+def _symbols_of_run(model: Any, *, run_dir: Path, data_path: str | os.PathLike | None, n_samples: int | None,
+                    options: dict[str, Any]) -> tuple[xr.Dataset, str | None]:
+    """:func:`operator_symbols` of the run's model: the system known for the run's data set unless ``options``
+    name one, and a ``k_max_fit`` given as a share of the spectral energy read from the test trajectories. Returns
+    the data set and that share as given (``None`` where ``k_max_fit`` was a number or absent)."""
+    fit_rule = None
+    if data_path is not None:
+        with open_fields(data_path) as data:
+            check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
+            if "system" not in options:
+                options["system"] = true_energy_system(dataset_name(data))
+            if isinstance(options.get("k_max_fit"), str):
+                fit_rule = options["k_max_fit"]
+                options["k_max_fit"] = spectral_extent(data, samples=_test_samples(run_dir, n_samples),
+                                                       fraction=_spectral_fraction(fit_rule))
+    elif isinstance(options.get("k_max_fit"), str):
+        raise ValueError("k_max_fit from the data's spectrum needs data_path.")
+    return operator_symbols(model, **options), fit_rule
+
+
+def _diagnostic_on_test_split(kind: str, model: Any, *, data_path: str | os.PathLike, samples: list[int],
+                              options: dict[str, Any]) -> xr.Dataset:
+    """Diagnostic ``kind`` of ``model`` on the trajectories ``samples`` of the fields file ``data_path``, checked
+    first (true data that are not finite would be read as the model's failure)."""
+    with open_fields(data_path) as data:
+        check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=samples)
+        if kind == "energy_vs_truth" and "system" not in options:
+            system = true_energy_system(dataset_name(data))
+            if system is None:
+                raise ValueError(f"no true energy is known for data set {dataset_name(data)!r}.")
+            options["system"] = system
+        return DIAGNOSTICS[kind](model, data, samples=samples, **options)
+
+
+def _units_of(data_path: str | os.PathLike) -> dict[str, str] | None:
+    """The units the fields file declares (:func:`mesodyn.fields.data_units`), which the output takes on."""
+    with xr.open_dataset(data_path, engine="netcdf4") as data:
+        return data_units(data)
+
+
 def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | os.PathLike | None,
                     out_path: str | os.PathLike, n_samples: int | None = None, local_derivative: str | None = None,
                     **options: Any) -> Path:
@@ -93,61 +156,24 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
     pathlib.Path
         ``out_path``.
     """
-    from mesodyn.models import load_model
-
     if kind not in DIAGNOSTICS:
         raise ValueError(f"kind must be one of {', '.join(DIAGNOSTICS)}, got {kind!r}.")
     if "samples" in options:
         raise ValueError("the samples are the run's test split; choose how many with n_samples.")
     run_dir = Path(run_dir)
-    model = load_model(run_dir, device="cpu", dtype=torch.float64)
-    local = getattr(getattr(model, "free_energy", None), "local", None)
-    if local_derivative is not None:
-        if local_derivative not in ("exact", "interpolant"):
-            raise ValueError(f"local_derivative must be 'exact' or 'interpolant', got {local_derivative!r}.")
-        if hasattr(local, "derivative_mode"):
-            local.derivative_mode = local_derivative
-    fn = DIAGNOSTICS[kind]
+    model, derivative = _load_for_diagnostic(run_dir, local_derivative)
     extra = {"run_dir": str(run_dir), "data_path": "none" if data_path is None else str(data_path),
-             "local_derivative": str(getattr(local, "derivative_mode", "none"))}
+             "local_derivative": derivative}
     if kind == "operator_symbols":
-        fit_rule = None
-        if data_path is not None:
-            with open_fields(data_path) as data:
-                check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
-                if "system" not in options:
-                    options["system"] = true_energy_system(dataset_name(data))
-                if isinstance(options.get("k_max_fit"), str):
-                    fit_rule = options["k_max_fit"]
-                    fraction = _spectral_fraction(fit_rule)
-                    split = json.loads((run_dir / "split.json").read_text())
-                    test = sorted(int(i) for i in split["test"])
-                    options["k_max_fit"] = spectral_extent(
-                        data, samples=test if n_samples is None else test[: int(n_samples)], fraction=fraction)
-        elif isinstance(options.get("k_max_fit"), str):
-            raise ValueError("k_max_fit from the data's spectrum needs data_path.")
-        ds = fn(model, **options)
+        ds, fit_rule = _symbols_of_run(model, run_dir=run_dir, data_path=data_path, n_samples=n_samples,
+                                       options=options)
         if fit_rule is not None:
             extra["k_max_fit_rule"] = f"the modes holding {fit_rule} of the test data's spectral energy"
     else:
         if data_path is None:
             raise ValueError(f"diagnostic {kind!r} needs data_path.")
-        split = json.loads((run_dir / "split.json").read_text())
-        test = sorted(int(i) for i in split["test"])
-        samples = test if n_samples is None else test[: int(n_samples)]
-        with open_fields(data_path) as data:
-            # true data that are not finite would be read as the model's failure
-            check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=samples)
-            if kind == "energy_vs_truth" and "system" not in options:
-                system = true_energy_system(dataset_name(data))
-                if system is None:
-                    raise ValueError(f"no true energy is known for data set {dataset_name(data)!r}.")
-                options["system"] = system
-            ds = fn(model, data, samples=samples, **options)
+        ds = _diagnostic_on_test_split(kind, model, data_path=data_path,
+                                       samples=_test_samples(run_dir, n_samples), options=options)
     ds.attrs.update(to_netcdf_attrs(extra))
-    if data_path is None:
-        units = None
-    else:
-        with xr.open_dataset(data_path, engine="netcdf4") as data:
-            units = data_units(data)
+    units = None if data_path is None else _units_of(data_path)
     return write_diagnostic(cf_units(ds, units), out_path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,11 +10,12 @@ import torch
 import xarray as xr
 
 from mesodyn.diagnostics._common import (SYSTEMS, _attrs, _frames, _prepare, _require, _sample_coord, _samples,
-                                         _times)
+                                         _stepper_name, _times)
 from mesodyn.diagnostics.energy import total_energy
 from mesodyn.fields import grid_from_data
+from mesodyn.models import capabilities
 from mesodyn.onsager.gauge import gauge_invariant_symbols, symbol_fit
-from mesodyn.rollout import guarded_step
+from mesodyn.rollout import guarded_step, rollout
 
 __all__ = ["spectral_extent", "operator_symbols", "dissipation_along_rollout"]
 
@@ -45,9 +46,9 @@ def spectral_extent(data: xr.Dataset, *, samples: Sequence[int], fraction: float
 
 
 def _symbols(model: Any) -> dict[str, Any]:
-    """:func:`mesodyn.onsager.gauge.gauge_invariant_symbols`, or for a fixed ``V`` without ``a``/``b`` (the
-    true-``V`` ablation: ``a = 0``, ``b = 1``) the raw symbols."""
-    if hasattr(getattr(model, "free_energy", None), "b"):
+    """:func:`mesodyn.onsager.gauge.gauge_invariant_symbols` of a model that declares its energy's parts, or for
+    one without a quadratic energy (Res-OnsagerNet) the raw symbols, read as in the ``b = 1`` gauge."""
+    if capabilities(model).energy_parts:
         out = gauge_invariant_symbols(model)
     else:
         with torch.no_grad():
@@ -133,6 +134,61 @@ def operator_symbols(model: Any, *, system: str | None = None, k_max_fit: float 
 
 
 # -- ours: dissipation along rollouts ----------------------------------------------------------------------------------
+def _energy_and_dissipation(model: Any, u: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``V(u)`` and ``<mu, M mu> = -dissipation_rate(u)`` per batch member (float64)."""
+    energy = total_energy(model, u).double().cpu().numpy()
+    with torch.no_grad():
+        dissipation = (-model.dissipation_rate(u)).double().cpu().numpy()
+    return energy, dissipation
+
+
+def _record_states(model: Any, u0: torch.Tensor, n: int,
+                   step: Callable[[torch.Tensor], torch.Tensor] | None,
+                   truth: Callable[[int], torch.Tensor] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``V`` and ``<mu, M mu>`` (sample, step) at ``u0`` and the ``n`` states after it: the data's frames
+    (``truth(s)``), or a rollout of ``step`` on the one engine (:func:`mesodyn.rollout.rollout`).
+
+    The rollout records every step and declares no member diverged: a rollout that blows up shows as non-finite
+    values here, where the other diagnostics stop it, because what the dissipation does on the way is the point.
+    """
+    energy = np.full((u0.shape[0], n + 1), np.nan)
+    dissipation = np.full((u0.shape[0], n + 1), np.nan)
+
+    def record(s: int, u: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        energy[:, s], dissipation[:, s] = _energy_and_dissipation(model, u)
+        return torch.zeros(u.shape[0], dtype=torch.bool)
+
+    record(0, u0)
+    if truth is not None:
+        for s in range(1, n + 1):
+            record(s, truth(s))
+    else:
+        rollout(step, u0, n_steps=n, on_step=record)
+    return energy, dissipation
+
+
+def _dissipation_dataset(energy: np.ndarray, dissipation: np.ndarray, step_dt: float,
+                         idx: np.ndarray) -> xr.Dataset:
+    """The data set of :func:`dissipation_along_rollout` from ``V`` and ``<mu, M mu>`` (sample, step)."""
+    rate = np.full_like(energy, np.nan)
+    rate[:, :-1] = np.diff(energy, axis=1) / step_dt
+    steps = np.arange(energy.shape[1], dtype=np.int64)
+    return xr.Dataset(
+        {
+            "energy": (("sample", "step"), energy, {"long_name": "learned free energy V_theta",
+                                                    "units": "model energy unit"}),
+            "dissipation": (("sample", "step"), dissipation, {
+                "long_name": "dissipation <mu, M mu> (continuous-time -dV/dt)", "units": "model energy unit / time"}),
+            "energy_rate": (("sample", "step"), rate, {"long_name": "(V(u^(s+1)) - V(u^s)) / dt",
+                                                       "units": "model energy unit / time"}),
+        },
+        coords={"sample": _sample_coord(idx),
+                "step": ("step", steps, {"long_name": "step", "units": "1"}),
+                "time": ("step", steps * step_dt, {"long_name": "time since frame 0",
+                                                   "units": "time unit of the data"})},
+    )
+
+
 def dissipation_along_rollout(model: Any, data: xr.Dataset, *, samples: Sequence[int], n_steps: int | None = None,
                               dt: float | None = None, stepper: str | None = None, along: str = "rollout",
                               dtype: str = "float64", device: str = "auto") -> xr.Dataset:
@@ -171,48 +227,22 @@ def dissipation_along_rollout(model: Any, data: xr.Dataset, *, samples: Sequence
     idx = _samples(data, samples)
     torch_dtype, torch_device = _prepare(model, dtype, device)
     times = _times(data)
+    step, truth = None, None
     if along == "truth":
         states = _frames(data, idx)
-        step_dt = float(np.mean(np.diff(times)))
-        n = states.shape[1] - 1
-        next_state = lambda s, u: torch.as_tensor(states[:, s], dtype=torch_dtype, device=torch_device)  # noqa: E731
+        step_dt, n = float(np.mean(np.diff(times))), states.shape[1] - 1
+        truth = lambda s: torch.as_tensor(states[:, s], dtype=torch_dtype, device=torch_device)  # noqa: E731
     else:
         step_dt = float(model.dt if dt is None else dt)
         n = times.size - 1 if n_steps is None else int(n_steps)
-        next_state = lambda s, u: guarded_step(model, u, dt=step_dt, stepper=stepper)  # noqa: E731
+        step = lambda u: guarded_step(model, u, dt=step_dt, stepper=stepper)  # noqa: E731
     if n < 1:
         raise ValueError(f"n_steps must be at least 1, got {n}.")
-    u = torch.as_tensor(_frames(data, idx, time=slice(0, 1))[:, 0], dtype=torch_dtype, device=torch_device)
-    energy = np.full((idx.size, n + 1), np.nan)
-    dissipation = np.full((idx.size, n + 1), np.nan)
-    for s in range(n + 1):
-        if s > 0:
-            u = next_state(s, u)
-        energy[:, s] = total_energy(model, u).double().cpu().numpy()
-        with torch.no_grad():
-            dissipation[:, s] = (-model.dissipation_rate(u)).double().cpu().numpy()
-    rate = np.full_like(energy, np.nan)
-    rate[:, :-1] = np.diff(energy, axis=1) / step_dt
-    steps = np.arange(n + 1, dtype=np.int64)
-    ds = xr.Dataset(
-        {
-            "energy": (("sample", "step"), energy, {"long_name": "learned free energy V_theta",
-                                                    "units": "model energy unit"}),
-            "dissipation": (("sample", "step"), dissipation, {
-                "long_name": "dissipation <mu, M mu> (continuous-time -dV/dt)", "units": "model energy unit / time"}),
-            "energy_rate": (("sample", "step"), rate, {"long_name": "(V(u^(s+1)) - V(u^s)) / dt",
-                                                       "units": "model energy unit / time"}),
-        },
-        coords={"sample": _sample_coord(idx),
-                "step": ("step", steps, {"long_name": "step", "units": "1"}),
-                "time": ("step", steps * step_dt, {"long_name": "time since frame 0",
-                                                   "units": "time unit of the data"})},
-    )
+    u0 = torch.as_tensor(_frames(data, idx, time=slice(0, 1))[:, 0], dtype=torch_dtype, device=torch_device)
+    ds = _dissipation_dataset(*_record_states(model, u0, n, step, truth), step_dt, idx)
     settings = {"along": along, "dt": step_dt, "n_steps": n,
-                "stepper": "none" if along == "truth" else (stepper or str(getattr(model, "stepper", "default"))),
+                "stepper": "none" if along == "truth" else _stepper_name(model, stepper),
                 "dtype": dtype}
     ds.attrs = _attrs(model, data, "dissipation_along_rollout", "dissipation and energy rate along "
                       + ("rollouts" if along == "rollout" else "the true trajectories"), settings, idx)
     return ds
-
-

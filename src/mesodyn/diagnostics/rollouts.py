@@ -15,8 +15,8 @@ import torch
 import xarray as xr
 
 from mesodyn.diagnostics._common import (DIVERGENCE_FACTOR, _attrs, _diverged, _fit_vars, _frames, _model_name,
-                                         _n_steps, _prepare, _require, _sample_coord, _samples, _times,
-                                         power_law_fit)
+                                         _n_steps, _prepare, _require, _sample_coord, _samples, _stepper_name,
+                                         _times, power_law_fit)
 from mesodyn.diagnostics.energy import total_energy
 from mesodyn.metrics import relative_rmse
 from mesodyn.models import capabilities
@@ -244,6 +244,34 @@ def _change_fit_vars(dts: np.ndarray, median: np.ndarray, maximum: np.ndarray, c
     return data_vars
 
 
+def _change_dataset(change: np.ndarray, first: np.ndarray, *, dts: np.ndarray, ratios: np.ndarray,
+                    n_steps: list[int], idx: np.ndarray, cap: float | None) -> xr.Dataset:
+    """The data set of :func:`energy_change_vs_dt` from the changes (dt, sample, step; NaN padding) and the
+    diverged steps (dt, sample): the median and maximum over each rollout's steps and their fits against ``dt``."""
+    valid = ~np.isnan(change)
+    n_dt, n_samples = change.shape[:2]
+    median = np.array([[np.median(change[i, j, valid[i, j]]) for j in range(n_samples)] for i in range(n_dt)])
+    maximum = np.array([[np.max(change[i, j, valid[i, j]]) for j in range(n_samples)] for i in range(n_dt)])
+    data_vars = {
+        "energy_change": (("dt", "sample", "step"), change, {
+            "long_name": "|V(u^s) - V(u^(s-1))| (inf after divergence, NaN padding)", "units": "model energy unit"}),
+        "median_change": (("dt", "sample"), median, {"long_name": "median over steps of the energy change",
+                                                     "units": "model energy unit"}),
+        "max_change": (("dt", "sample"), maximum, {"long_name": "maximum over steps of the energy change",
+                                                   "units": "model energy unit"}),
+        "diverged_step": (("dt", "sample"), first, {"long_name": "first diverged step (-1: never)", "units": "1"}),
+        **_change_fit_vars(dts, median, maximum, cap),
+    }
+    return xr.Dataset(data_vars, coords={
+        "dt": ("dt", dts, {"long_name": "time step", "units": "time unit of the data"}),
+        "dt_ratio": ("dt", ratios, {"long_name": "time step over the training time step", "units": "1"}),
+        "n_steps": ("dt", np.asarray(n_steps, dtype=np.int64), {"long_name": "steps of the rollout", "units": "1"}),
+        "sample": _sample_coord(idx),
+        "step": ("step", np.arange(1, max(n_steps) + 1, dtype=np.int64), {"long_name": "step of the rollout",
+                                                                          "units": "1"}),
+    })
+
+
 def energy_change_vs_dt(model: Any, data: xr.Dataset, *, samples: Sequence[int], n_dt: int = 5,
                         horizon: float | None = None, cap: float | None = None, stepper: str | None = None,
                         dtype: str = "float64", device: str = "auto") -> xr.Dataset:
@@ -299,29 +327,9 @@ def energy_change_vs_dt(model: Any, data: xr.Dataset, *, samples: Sequence[int],
     first = np.full((dts.size, idx.size), -1, dtype=np.int64)
     for i, (dt, n) in enumerate(zip(dts, n_steps)):
         change[i, :, :n], first[i] = _energy_changes(model, u0, dt=float(dt), n=n, stepper=stepper)
-    valid = ~np.isnan(change)
-    median = np.array([[np.median(change[i, j, valid[i, j]]) for j in range(idx.size)] for i in range(dts.size)])
-    maximum = np.array([[np.max(change[i, j, valid[i, j]]) for j in range(idx.size)] for i in range(dts.size)])
-    data_vars = {
-        "energy_change": (("dt", "sample", "step"), change, {
-            "long_name": "|V(u^s) - V(u^(s-1))| (inf after divergence, NaN padding)", "units": "model energy unit"}),
-        "median_change": (("dt", "sample"), median, {"long_name": "median over steps of the energy change",
-                                                     "units": "model energy unit"}),
-        "max_change": (("dt", "sample"), maximum, {"long_name": "maximum over steps of the energy change",
-                                                   "units": "model energy unit"}),
-        "diverged_step": (("dt", "sample"), first, {"long_name": "first diverged step (-1: never)", "units": "1"}),
-        **_change_fit_vars(dts, median, maximum, cap),
-    }
-    ds = xr.Dataset(data_vars, coords={
-        "dt": ("dt", dts, {"long_name": "time step", "units": "time unit of the data"}),
-        "dt_ratio": ("dt", ratios, {"long_name": "time step over the training time step", "units": "1"}),
-        "n_steps": ("dt", np.asarray(n_steps, dtype=np.int64), {"long_name": "steps of the rollout", "units": "1"}),
-        "sample": _sample_coord(idx),
-        "step": ("step", np.arange(1, max(n_steps) + 1, dtype=np.int64), {"long_name": "step of the rollout",
-                                                                          "units": "1"}),
-    })
+    ds = _change_dataset(change, first, dts=dts, ratios=ratios, n_steps=n_steps, idx=idx, cap=cap)
     settings = {"n_dt": int(n_dt), "horizon": horizon, "cap": "none" if cap is None else float(cap),
-                "stepper": stepper or str(getattr(model, "stepper", "default")),
+                "stepper": _stepper_name(model, stepper),
                 "divergence_factor": DIVERGENCE_FACTOR, "dtype": dtype}
     ds.attrs = _attrs(model, data, "energy_change_vs_dt", "one-step energy change against the time step",
                       settings, idx)

@@ -25,7 +25,7 @@ from mesodyn.models.configs import GRID_KEYS, ModelConfig
 from mesodyn.registry import DATASETS, MODELS, Capabilities, import_object, model_info
 
 __all__ = ["build_model", "check_model_config", "config_for_data", "with_grid", "load_model", "model_class", "config_class",
-           "cast_module", "capabilities", "MODELS"]
+           "cast_module", "capabilities", "model_name", "MODELS"]
 
 
 def config_class(name: Any) -> type[ModelConfig]:
@@ -129,6 +129,16 @@ def load_model(path: str | os.PathLike, *, builder=None, device: str = "cpu", we
     return model.eval()
 
 
+def model_name(model: Any) -> str:
+    """The name of ``model``: a model of the interface has ``name``; an object outside it (a stand-in with
+    ``step``) is named by its ``config``'s ``name``, else by its class, so it is read here, once, for every
+    caller."""
+    name = getattr(model, "name", None)
+    if not isinstance(name, str):
+        name = dict(getattr(model, "config", {}) or {}).get("name", type(model).__name__)
+    return str(name)
+
+
 def capabilities(model: Any) -> Capabilities:
     """What ``model`` offers beyond ``step``: what a model of the interface declares
     (:attr:`mesodyn.models.base.Model.capabilities`). An object outside the interface (a stand-in with ``step`` and
@@ -140,4 +150,6 @@ def capabilities(model: Any) -> Capabilities:
                         operators=getattr(model, "operators", None) is not None
                         and getattr(model, "grid", None) is not None,
                         dissipation=callable(getattr(model, "dissipation_rate", None)),
-                        steppers=())
+                        steppers=(),
+                        energy_parts=callable(getattr(model, "quadratic_coefficients", None))
+                        and callable(getattr(model, "local_density", None)))

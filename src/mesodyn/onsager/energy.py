@@ -543,6 +543,10 @@ class FreeEnergy(nn.Module):
         return {"quadratic": quadratic, "local": local, "nonlocal": nonlocal_,
                 "total": quadratic + local + nonlocal_}
 
+    def local_density(self, u: torch.Tensor) -> torch.Tensor:
+        """``F(u)`` elementwise (the learned :class:`PointwiseMLP`)."""
+        return self.local(u)
+
     def nonlinear_gradient(self, u: torch.Tensor) -> torch.Tensor:
         """Gradient of ``int F + V_nl`` (the part every stepper treats explicitly)."""
         g = self.local.derivative(u)

@@ -21,7 +21,8 @@ __all__ = ["gauge_invariant_symbols", "fit_affine", "symbol_fit"]
 
 @torch.no_grad()
 def gauge_invariant_symbols(model) -> dict[str, np.ndarray]:
-    """Symbols of ``M`` and ``W`` multiplied by ``b``, on the full frequency grid.
+    """Symbols of ``M`` and ``W`` multiplied by ``b``, on the full frequency grid, for a model with Fourier
+    operators and a quadratic energy (:meth:`mesodyn.onsager.model.GradientFlowModel.quadratic_coefficients`).
 
     Returns
     -------
@@ -30,9 +31,9 @@ def gauge_invariant_symbols(model) -> dict[str, np.ndarray]:
         ``i * phi``), and the scalars ``a_over_b`` and ``b``.
     """
     m, phi = model.operators.symbols(full=True)
-    b = float(model.free_energy.b)
+    a, b = model.quadratic_coefficients()
     return {"k": model.grid.full_wavenumbers(), "b_m": b * m.double().cpu().numpy(),
-            "b_phi": b * phi.double().cpu().numpy(), "a_over_b": float(model.free_energy.a) / b, "b": b}
+            "b_phi": b * phi.double().cpu().numpy(), "a_over_b": a / b, "b": b}
 
 
 def fit_affine(learned, reference) -> dict[str, float]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mesodyn.models.base import Model
-from mesodyn.models.configs import GAUGES, OPERATOR_CHOICES, SpecOnsNetConfig
+from mesodyn.models.configs import GAUGES, LOCAL_DERIVATIVES, OPERATOR_CHOICES, SpecOnsNetConfig
 from mesodyn.onsager.energy import FreeEnergy
 from mesodyn.onsager.operators import grid_and_operators
 from mesodyn.onsager.steppers import step as _step
@@ -34,11 +34,24 @@ def model_config(**options: Any) -> dict[str, Any]:
 
 class GradientFlowModel(Model):
     """``du/dt = -(M + W) mu``, ``mu = dV/du``, with learned Fourier operators ``self.operators`` and a free-energy
-    module ``self.free_energy`` (``mu``, ``energy``): what SpecOnsNet and its true-V ablation share."""
+    module ``self.free_energy`` (``mu``, ``energy``, the coefficients ``a`` and ``b`` of its quadratic part and
+    ``local_density``): what SpecOnsNet and its true-V ablation share."""
 
     @property
     def stepper(self) -> str:
+        """The stepper :meth:`step` takes when given none (the config's)."""
         return self.cfg.stepper
+
+    def quadratic_coefficients(self) -> tuple[float, float]:
+        """``(a, b)`` of the quadratic part ``int a/2 u^2 + b/2 |grad u|^2`` of :meth:`energy` (its
+        ``"quadratic"`` entry), as numbers."""
+        # detached: a number, not a step of a graph (a and b are learned parameters of SpecOnsNet)
+        return tuple(float(torch.as_tensor(c).detach()) for c in (self.free_energy.a, self.free_energy.b))
+
+    def local_density(self, u: torch.Tensor) -> torch.Tensor:
+        """The density ``F(u)``, elementwise, of the local part ``int F(u)`` of :meth:`energy` (its ``"local"``
+        entry)."""
+        return self.free_energy.local_density(u)
 
     def mu(self, u: torch.Tensor) -> torch.Tensor:
         """``dV/du`` in the grid inner product ``<f, g> = (|Omega|/N) sum f g`` (mean over cells times the
@@ -98,6 +111,19 @@ class SpecOnsNet(GradientFlowModel):
             # After F and V_nl: the draw order documented above.
             self.free_energy.paper_init_()
             self.operators.paper_init_()
+
+    @property
+    def local_derivative(self) -> str:
+        """How ``F'`` is evaluated, ``"exact"`` or ``"interpolant"`` (:class:`mesodyn.onsager.energy.PointwiseMLP`:
+        the same function, at different cost). Settable, e.g. to the cheaper one for a diagnostic; the config keeps
+        the value the model was trained with."""
+        return self.free_energy.local.derivative_mode
+
+    @local_derivative.setter
+    def local_derivative(self, mode: str) -> None:
+        if mode not in LOCAL_DERIVATIVES:
+            raise ValueError(f"local_derivative must be one of {', '.join(LOCAL_DERIVATIVES)}, got {mode!r}.")
+        self.free_energy.local.derivative_mode = mode
 
     @property
     def is_gradient_flow(self) -> bool:
