@@ -23,7 +23,9 @@ from mesodyn.diagnostics import (
     dissipation_along_rollout, energy_along_truth, energy_change_vs_dt, energy_order, energy_vs_truth,
     operator_symbols, prediction, step_size_sweep, write_diagnostic,
 )
+from mesodyn.diagnostics import long_horizon
 from mesodyn.evaluation import metric_dataset
+from mesodyn.figure_plan import long_horizon_plan
 from mesodyn.models import build_model, cast_module
 import mesodyn.figure_plan as plan_module
 import mesodyn.plotting as plotting_module
@@ -75,6 +77,7 @@ def diagnostics(model):
         "operator_symbols": operator_symbols(model, system="allen_cahn"),
         "dissipation": dissipation_along_rollout(model, data, samples=[0, 1], n_steps=5),
         "prediction": prediction(model, data, samples=[1, 0]),
+        "long_horizon": long_horizon(model, data, samples=[0, 1], n_steps=12),
     }
 
 
@@ -235,7 +238,8 @@ def test_every_figure_is_byte_identical_on_rerun_and_in_a_fresh_process(tmp_path
         metric_paths.append(str(path))
     jobs = []
     for figure, info in FIGURES.items():
-        inputs = {"metrics": metric_paths} if info.metrics else {k: paths[k] for k in info.diagnostics}
+        inputs = {"metrics": metric_paths} if info.metrics else {
+            k: [paths[k]] if info.every_run else paths[k] for k in info.diagnostics}
         jobs.append((figure, inputs))
     script = textwrap.dedent(f"""
         import json, sys
@@ -316,6 +320,8 @@ def test_plan_follows_the_config():
         for key, value in figure_inputs(figure, dataset, config).items():
             if key == "metrics":
                 assert value and all(v.startswith(f"results/metrics/{dataset}/") for v in value)
+            elif FIGURES[figure].every_run:
+                assert value == [e["path"] for e in long_horizon_plan(config, dataset=dataset)] and value
             else:
                 assert value in planned
     targets = figure_targets(config)

@@ -4,11 +4,14 @@ fixture of conftest.py: run, report, and a second run from scratch: the SLURM te
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+import xarray as xr
 
 from conftest import run_snakemake
-from mesodyn.config import load_config
+from mesodyn.config import fit_runs, load_config
 from mesodyn.fields import read_fields
+from mesodyn.figure_plan import long_horizon_plan, long_horizon_targets
 from mesodyn.plotting import FIGURES, diagnostic_plan, figure_plan, figure_targets
 
 pytestmark = pytest.mark.workflow
@@ -34,6 +37,15 @@ def test_ci_workflow_runs_end_to_end_and_is_byte_stable(ci_workflow):
         assert (workdir / target).stat().st_size > 0, target
     for entry in diagnostic_plan(config).values():
         assert (workdir / entry["path"]).stat().st_size > 0, entry["path"]
+    # the long horizons of every fitted run and their table (every ci run: 40 steps from each held-out state)
+    horizons = long_horizon_plan(config)
+    assert {(e["dataset"], e["run"]) for e in horizons} == {(d, r) for d, r, _ in fit_runs(config)}
+    for entry in horizons:
+        ds = xr.load_dataset(workdir / entry["path"])
+        assert ds.sizes["step"] == 41 and ds["first_nonfinite_step"].sizes["sample"] > 0, entry["path"]
+    table = pd.read_csv(workdir / "results" / "tables" / "long_horizon.csv")
+    assert len(table) == len({(e["dataset"], e["run"]) for e in horizons}) and (table["n_steps"] == 40).all()
+    assert long_horizon_targets(config) and all((workdir / t).stat().st_size > 0 for t in long_horizon_targets(config))
     first, second = ci_workflow["first"], ci_workflow["rerun"]()
     assert first.keys() == second.keys()
     changed = [str(k) for k in first if first[k] != second[k]]

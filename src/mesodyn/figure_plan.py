@@ -18,7 +18,8 @@ from mesodyn.registry import DATASETS, MODELS, DatasetInfo, dataset_info, diagno
 
 __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
-           "report_labels"]
+           "report_labels", "long_horizon_plan", "long_horizon_path", "long_horizon_steps", "long_horizon_targets",
+           "LONG_HORIZON_TABLE"]
 
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
 """The one matplotlib style file of every figure."""
@@ -43,8 +44,10 @@ def dataset_label(dataset: str) -> str:
 class FigureInfo:
     """A figure of the workflow: its ``title``, report ``category``, the paper's ``datasets`` it is drawn for
     (``None``: every one), the diagnostics files it reads (keys of :data:`DIAGNOSTIC_FILES`), whether it reads the
-    evaluation files (``metrics``), its number in the paper (``None``: ours), and ``user``: whether it is drawn for
-    a user data set, asked of the data set's registry entry (``None``: always)."""
+    evaluation files (``metrics``), its number in the paper (``None``: ours), ``user``: whether it is drawn for
+    a user data set, asked of the data set's registry entry (``None``: always), and ``every_run``: whether its
+    diagnostics files are written for every fitted run and seed (:func:`long_horizon_plan`) rather than for the
+    diagnosed run only; such a figure is drawn wherever a model is fitted, as figure 1 is."""
 
     title: str
     category: str
@@ -53,6 +56,7 @@ class FigureInfo:
     metrics: bool = False
     paper_figure: int | None = None
     user: Callable[[DatasetInfo], bool] | None = None
+    every_run: bool = False
 
     def applies_to(self, dataset: str) -> bool:
         """Whether the figure is drawn for ``dataset`` (a paper data set, or a registered user data set)."""
@@ -88,6 +92,8 @@ FIGURES: dict[str, FigureInfo] = {
                                    ("operator_symbols", "dissipation")),
     "prediction": FigureInfo("prediction against truth on a test trajectory",
                              "Ours – prediction against truth", None, ("prediction",)),
+    "long_horizon": FigureInfo("long-horizon rollouts from every held-out initial state",
+                               "Ours – long horizons", None, ("long_horizon",), every_run=True),
 }
 """Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""
 
@@ -100,6 +106,7 @@ DIAGNOSTIC_FILES: dict[str, str] = {
     "operator_symbols": "operator_symbols",
     "dissipation": "dissipation_along_rollout",
     "prediction": "prediction",
+    "long_horizon": "long_horizon",
 }
 """Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
 :data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
@@ -158,8 +165,8 @@ def figure_plan(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         for dataset in config.get("datasets", []):
             if not info.applies_to(dataset):
                 continue
-            if info.metrics:
-                if dataset in with_models:
+            if info.metrics or info.every_run:
+                if dataset in with_models and (not info.every_run or long_horizon_plan(config, dataset=dataset)):
                     plan.append((figure, dataset))
                 continue
             if dataset not in settings["datasets"]:
@@ -183,6 +190,8 @@ def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str
     settings = figures_settings(config)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for figure, dataset in figure_plan(config):
+        if FIGURES[figure].every_run:
+            continue  # their files are per run and seed: long_horizon_plan
         for name in FIGURES[figure].diagnostics:
             if (dataset, name) in out:
                 continue
@@ -230,11 +239,56 @@ def figure_inputs(figure: str, dataset: str, config: Mapping[str, Any]) -> dict[
     out: dict[str, Any] = {}
     if info.metrics:
         out["metrics"] = [f"results/metrics/{d}/{r}/seed{s}.nc" for d, r, s in fit_runs(config) if d == dataset]
-    if info.diagnostics:
+    if info.every_run:
+        out.update({name: [entry["path"] for entry in long_horizon_plan(config, dataset=dataset)]
+                    for name in info.diagnostics})
+    elif info.diagnostics:
         settings = figures_settings(config)
         for name in info.diagnostics:
             out[name] = _diagnostic_path(dataset, settings, name)
     return out
+
+
+def long_horizon_path(dataset: str, run: str, seed: int) -> str:
+    """The long-horizon file of one fitted run and seed."""
+    return f"results/diagnostics/{dataset}/{run}/seed{seed}/long_horizon.nc"
+
+
+def long_horizon_steps(config: Mapping[str, Any]) -> int | None:
+    """``figures.long_horizon_steps``: steps per long-horizon rollout (``None``: ten times the data's horizon)."""
+    value = (config.get("figures", {}) or {}).get("long_horizon_steps")
+    return None if value is None else int(value)
+
+
+def long_horizon_plan(config: Mapping[str, Any], *, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Every long-horizon file: one per fitted ``(dataset, run, seed)`` whose run is among
+    ``figures.long_horizon_runs`` (default every run), for the data sets of ``dataset`` (default all).
+
+    Returns
+    -------
+    list of dict
+        ``dataset``, ``run``, ``seed``, ``path``, ``run_dir``, ``kind`` (``"long_horizon"``), ``n_samples``
+        (``None``: every held-out trajectory) and ``options`` (``n_steps``; the rollouts in float32, the
+        evaluation's precision), the arguments of :func:`mesodyn.diagnostics.diagnostic_file`.
+    """
+    from mesodyn.config import ConfigError, fit_runs
+
+    runs = (config.get("figures", {}) or {}).get("long_horizon_runs")
+    unknown = sorted(set(runs or ()) - set(config.get("fit", {}).get("models", {})))
+    if unknown:
+        raise ConfigError(f"config 'figures.long_horizon_runs' names {', '.join(unknown)}, not runs of fit.models.")
+    out = []
+    for d, run, seed in fit_runs(config):
+        if (dataset is not None and d != dataset) or (runs is not None and run not in runs):
+            continue
+        out.append({"dataset": d, "run": run, "seed": seed, "path": long_horizon_path(d, run, seed),
+                    "run_dir": f"results/models/{d}/{run}/seed{seed}", "kind": "long_horizon", "n_samples": None,
+                    "options": {"n_steps": long_horizon_steps(config), "dtype": "float32"}})
+    return out
+
+
+LONG_HORIZON_TABLE = "results/tables/long_horizon"
+"""Stem of the long-horizon table (``.csv``, ``.md``; :func:`mesodyn.tables.long_horizon_table`)."""
 
 
 def figure_paths(figure: str, dataset: str) -> dict[str, str]:
@@ -251,6 +305,11 @@ def figure_targets(config: Mapping[str, Any]) -> list[str]:
     """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), and the table page."""
     return [path for figure, dataset in figure_plan(config) for path in figure_paths(figure, dataset).values()] + [
         TABLE_PAGE]
+
+
+def long_horizon_targets(config: Mapping[str, Any]) -> list[str]:
+    """The long-horizon table (CSV and Markdown) where the config makes long-horizon files, else nothing."""
+    return [f"{LONG_HORIZON_TABLE}.{ext}" for ext in ("csv", "md")] if long_horizon_plan(config) else []
 
 
 def report_labels(figure: str, dataset: str) -> Callable[..., dict[str, str]]:

@@ -83,7 +83,7 @@ __all__ = [
     "STYLE", "MODEL_LABELS", "DATASET_LABELS", "FIGURES", "DIAGNOSTIC_FILES", "Drawn", "FigureInfo", "paper_values",
     "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
     "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
-    "plot_operator_symbols", "plot_prediction", "dataset_label", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
+    "plot_operator_symbols", "plot_prediction", "plot_long_horizon", "dataset_label", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
     "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure",
 ]
 
@@ -982,6 +982,78 @@ def plot_prediction(ds: xr.Dataset, *, dataset: str) -> Drawn:
     return Drawn(fig, numbers, {}, finding)
 
 
+def _long_horizon_runs(files: Sequence[xr.Dataset]) -> dict[str, list[xr.Dataset]]:
+    runs: dict[str, list[xr.Dataset]] = {}
+    for ds in files:
+        # the run is the folder of results/models/{dataset}/{run}/seed{seed}; a file made outside the workflow
+        # names only its model
+        runs.setdefault(Path(str(ds.attrs.get("run_dir", f"{ds.attrs.get('model')}/seed"))).parent.name,
+                        []).append(ds)
+    order = _run_order([(run, str(group[0].attrs.get("model"))) for run, group in runs.items()])
+    return {run: runs[run] for run, _ in order}
+
+
+def _run_label(run: str, group: Sequence[xr.Dataset]) -> str:
+    model = str(group[0].attrs.get("model"))
+    label = MODEL_LABELS.get(model, model)
+    return label if run == model else f"{label} ({run})"
+
+
+def plot_long_horizon(files: Sequence[xr.Dataset], *, dataset: str) -> Drawn:
+    """Ours: every fitted run rolled out far past the data from every held-out initial state: (a) the share of
+    rollouts still finite against the step, (b) the largest ``|u|`` of each rollout over the data's largest, (c) the
+    learned ``V`` along the rollouts (median over trajectories of ``V - V(u0)`` relative to ``max(|V(u0)|, 1)``)
+    for the runs with an energy.
+
+    Parameters
+    ----------
+    files
+        :func:`mesodyn.diagnostics.long_horizon` outputs, one per run and seed.
+    """
+    runs = _long_horizon_runs(files)
+    fig, (ax_f, ax_u, ax_v) = plt.subplots(1, 3, figsize=(7.0, 2.6), layout="constrained")
+    numbers: dict[str, Any] = {}
+    for i, (run, group) in enumerate(runs.items()):
+        label, color = _run_label(run, group), _MODEL_COLORS.get(str(group[0].attrs.get("model")))
+        steps = group[0]["step"].values
+        finite = np.mean([ds["finite_fraction"].values for ds in group], axis=0)
+        ax_f.plot(steps, finite, color=color, label=label)
+        ratio = np.concatenate([ds["max_abs_u_ratio"].values for ds in group])
+        ax_u.plot(np.full(ratio.size, i), ratio, "o", ms=2.5, alpha=0.6, color=color)
+        rose = None
+        if "energy" in group[0]:
+            energy = np.concatenate([ds["energy"].values for ds in group])
+            rel = (energy - energy[:, :1]) / np.maximum(np.abs(energy[:, :1]), 1.0)
+            with np.errstate(all="ignore"):
+                median = np.nanmedian(np.where(np.isfinite(rel), rel, np.nan), axis=0) if np.isfinite(rel).any() \
+                    else np.full(steps.size, np.nan)
+            ax_v.plot(steps, median, color=color, label=label)
+            rose = int(sum(int((ds["energy_rise_steps"].values > 0).sum()) for ds in group))
+        first = np.concatenate([ds["first_nonfinite_step"].values for ds in group])
+        numbers[run] = {"finite_fraction_last": float(finite[-1]), "n_steps": int(steps[-1]),
+                        "first_divergence_step": int(first[first >= 0].min()) if (first >= 0).any() else -1,
+                        "max_abs_u_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
+                        "energy_rose": rose}
+    ax_f.set(xlabel="step", ylabel="share of rollouts finite", ylim=(-0.05, 1.05))
+    ax_f.legend(fontsize="small")
+    ax_u.axhline(1.0, color=_PAPER_COLOR, lw=0.8, ls="--")
+    ax_u.set_xticks(range(len(runs)), [_run_label(r, g) for r, g in runs.items()], rotation=45, ha="right",
+                    fontsize="small")
+    ax_u.set(ylabel=r"max $|u|$ / data's max $|u|$", yscale="log")
+    ax_v.set_yscale("symlog", linthresh=1e-3)
+    ax_v.set(xlabel="step", ylabel=r"median $(V - V_0)/\max(|V_0|, 1)$")
+    _panel_letters([ax_f, ax_u, ax_v])
+    n_steps = max(v["n_steps"] for v in numbers.values())
+    _title(fig, f"Rollouts of {n_steps} steps from every held-out initial state", dataset)
+    parts = []
+    for run, v in numbers.items():
+        state = "all finite" if v["first_divergence_step"] < 0 else (
+            f"{_g(100 * v['finite_fraction_last'], 2)} % finite (first lost at step {v['first_divergence_step']})")
+        energy = "" if v["energy_rose"] is None else f", V rose along {v['energy_rose']}"
+        parts.append(f"{_run_label(run, runs[run])}: {state}, max|u| {_g(v['max_abs_u_ratio'], 2)}x the data's{energy}")
+    return Drawn(fig, numbers, {}, f"over {n_steps} steps: " + "; ".join(parts))
+
+
 # -- one figure from its files ---------------------------------------------------------------------------------------
 def _open(path: str | os.PathLike) -> xr.Dataset:
     return xr.load_dataset(path, engine="netcdf4")
@@ -1012,6 +1084,8 @@ def draw(figure: str, dataset: str, inputs: Mapping[str, Any], *, epsilon: float
         return plot_stepper_comparison(_open(inputs["step_size_sweep"]), dataset=dataset)
     if figure == "prediction":
         return plot_prediction(_open(inputs["prediction"]), dataset=dataset)
+    if figure == "long_horizon":
+        return plot_long_horizon([_open(path) for path in inputs["long_horizon"]], dataset=dataset)
     return plot_operator_symbols(_open(inputs["operator_symbols"]), dataset=dataset,
                                  dissipation=_open(inputs["dissipation"]))
 

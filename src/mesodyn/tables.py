@@ -39,7 +39,7 @@ from mesodyn.provenance import provenance_attrs
 from mesodyn.registry import DATASETS, MODELS
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
-           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig"]
+           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig", "long_horizon_table", "write_long_horizon_table"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
 
@@ -514,4 +514,67 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, *, steps: int |
         column_format="lll" + "l" * (tex.shape[1] - 3),
     )
     atomic_write(paths["tex"], (f"% {stamp}\n" + body).encode())
+    return paths
+
+
+# -- long horizons --------------------------------------------------------------------------------------------------
+LONG_HORIZON_COLUMNS = ("dataset", "model", "run", "seeds", "n_trajectories", "n_steps", "data_steps",
+                        "finite_fraction_last", "first_divergence_step", "max_abs_u_ratio", "energy_rose")
+
+
+def _long_horizon_row(group: list[xr.Dataset], dataset: str, run: str) -> dict[str, Any]:
+    first = np.concatenate([ds["first_nonfinite_step"].values for ds in group])
+    ratio = np.concatenate([ds["max_abs_u_ratio"].values for ds in group])
+    has_energy = all("energy_rise_steps" in ds for ds in group)
+    rose = sum(int((ds["energy_rise_steps"].values > 0).sum()) for ds in group) if has_energy else None
+    diverged = first[first >= 0]
+    return {"dataset": dataset, "model": str(group[0].attrs.get("model", run)), "run": run,
+            "seeds": " ".join(str(s) for s in sorted(int(ds.attrs["_seed"]) for ds in group)),
+            "n_trajectories": int(first.size), "n_steps": int(group[0].attrs["n_steps"]),
+            "data_steps": int(group[0].attrs["data_steps"]),
+            "finite_fraction_last": float((first < 0).mean()),
+            "first_divergence_step": int(diverged.min()) if diverged.size else -1,
+            "max_abs_u_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
+            "energy_rose": -1 if rose is None else rose}
+
+
+def long_horizon_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per data set and run from the long-horizon files (:func:`mesodyn.diagnostics.long_horizon`), its
+    seeds pooled.
+
+    Columns: ``finite_fraction_last`` (share of the rollouts finite after the last step), ``first_divergence_step``
+    (the earliest step at which one stops being finite; −1: none), ``max_abs_u_ratio`` (the largest ``|u|`` of any
+    rollout while finite over the data's largest), ``energy_rose`` (rollouts along which ``V`` rose beyond
+    round-off at least once; −1: the model has no energy), with the rollouts' count and length.
+    """
+    groups: dict[tuple[str, str], list[xr.Dataset]] = {}
+    for path in files:
+        ds = _load(path)
+        run_dir = Path(str(ds.attrs["run_dir"]))
+        ds.attrs["_seed"] = int(run_dir.name.removeprefix("seed"))
+        groups.setdefault((str(ds.attrs["dataset"]), run_dir.parent.name), []).append(ds)
+    rows = [_long_horizon_row(group, dataset, run) for (dataset, run), group in groups.items()]
+    table = pd.DataFrame(rows, columns=list(LONG_HORIZON_COLUMNS))
+    return _sorted(table, model_key="model", extra=("run",)) if len(table) else table
+
+
+def write_long_horizon_table(table: pd.DataFrame, stem: str | os.PathLike) -> dict[str, Path]:
+    """Write ``table`` (:func:`long_horizon_table`) as ``{stem}.csv`` and ``{stem}.md``, atomically and
+    byte-identically for the same table and source tree."""
+    prov = provenance_attrs({"table": "long_horizon"})
+    stamp = f"mesodyn {prov['mesodyn_version']}, commit {prov['git_commit']}"
+    paths = {ext: Path(f"{stem}.{ext}") for ext in ("csv", "md")}
+    atomic_write(paths["csv"], table.to_csv(index=False, lineterminator="\n").encode())
+    shown = table.copy()
+    shown["finite_fraction_last"] = [format_sig(x) for x in table["finite_fraction_last"]]
+    shown["max_abs_u_ratio"] = [format_sig(x) for x in table["max_abs_u_ratio"]]
+    shown["first_divergence_step"] = ["none" if x < 0 else str(x) for x in table["first_divergence_step"]]
+    shown["energy_rose"] = ["no energy" if x < 0 else str(x) for x in table["energy_rose"]]
+    steps = sorted(set(int(x) for x in table["n_steps"]))
+    caption = (f"Rollouts of {', '.join(map(str, steps))} steps from every held-out initial state; finite share "
+               "after the last step, the first step at which a rollout stopped being finite, the largest |u| "
+               "reached over the data's largest, and the rollouts along which the learned V rose at least once.")
+    md_text = (f"<!-- {stamp} -->\n\n**Table: long horizons.** {caption}\n\n"
+               + shown.to_markdown(index=False, disable_numparse=True) + "\n")
+    atomic_write(paths["md"], md_text.encode())
     return paths

@@ -56,3 +56,10 @@ def figure_targets():
     from mesodyn.figure_plan import figure_targets as targets
 
     return targets(config)
+
+
+def long_horizon_targets():
+    """The long-horizon table of every fitted run (workflow/rules/figures.smk), where the config makes one."""
+    from mesodyn.figure_plan import long_horizon_targets as targets
+
+    return targets(config)

@@ -8,6 +8,7 @@
 from mesodyn.config import ConfigError
 from mesodyn.figure_plan import (
     FIGURES,
+    LONG_HORIZON_TABLE,
     STYLE,
     TABLE_PAGE,
     dataset_label,
@@ -15,6 +16,8 @@ from mesodyn.figure_plan import (
     figure_inputs,
     figure_paths,
     figure_plan,
+    long_horizon_plan,
+    long_horizon_steps,
     report_labels,
 )
 
@@ -63,6 +66,50 @@ for _dataset in sorted({dataset for dataset, _ in DIAGNOSTIC_PLAN}):
             ],
         script:
             "../scripts/diagnose.py"
+
+
+# Long horizons: every fitted run (figures.long_horizon_runs) rolled out far past the data from every held-out
+# initial state (mesodyn.diagnostics.long_horizon), one job per run and seed; then one table of them all.
+rule long_horizon:
+    input:
+        data="results/data/{dataset}.nc",
+        weights="results/models/{dataset}/{model}/seed{seed}/weights.pt",
+        model="results/models/{dataset}/{model}/seed{seed}/model.json",
+        split="results/models/{dataset}/{model}/seed{seed}/split.json",
+    output:
+        "results/diagnostics/{dataset}/{model}/seed{seed}/long_horizon.nc",
+    log:
+        "logs/diagnostics/{dataset}/{model}/seed{seed}/long_horizon.log",
+    benchmark:
+        "logs/benchmarks/diagnostics/{dataset}/{model}/seed{seed}/long_horizon.tsv"
+    wildcard_constraints:
+        dataset="[A-Za-z0-9_]+",
+        model="[A-Za-z0-9_.-]+",
+        seed="[0-9]+",
+    conda:
+        "../envs/fit.yaml"
+    threads: 1
+    params:
+        n_steps=long_horizon_steps(config),
+    script:
+        "../scripts/long_horizon.py"
+
+
+localrules:
+    long_horizon_table,
+
+
+rule long_horizon_table:
+    input:
+        [entry["path"] for entry in long_horizon_plan(config)],
+    output:
+        multiext(LONG_HORIZON_TABLE, ".csv", ".md"),
+    log:
+        "logs/tables/long_horizon.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/long_horizon_table.py"
 
 
 for _figure, _info in FIGURES.items():

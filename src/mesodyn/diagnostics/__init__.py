@@ -55,6 +55,7 @@ from mesodyn.diagnostics.energy import (energy_along_truth, energy_order, energy
                                         total_energy, true_energy)
 from mesodyn.diagnostics.files import DIAGNOSTICS, diagnostic_file, write_diagnostic
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
+from mesodyn.diagnostics.horizon import energy_rises, long_horizon
 from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 
@@ -62,5 +63,5 @@ __all__ = [
     "DIVERGENCE_FACTOR", "DIAGNOSTICS", "SYSTEMS", "true_energy", "total_energy", "energy_parts", "local_density",
     "power_law_fit", "energy_vs_truth", "step_size_sweep", "energy_along_truth", "energy_change_vs_dt",
     "energy_order", "operator_symbols", "dissipation_along_rollout", "write_diagnostic", "diagnostic_file",
-    "spectral_extent", "prediction",
+    "spectral_extent", "prediction", "long_horizon", "energy_rises",
 ]

@@ -14,6 +14,7 @@ import xarray as xr
 
 from mesodyn.diagnostics.energy import energy_along_truth, energy_order, energy_vs_truth
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
+from mesodyn.diagnostics.horizon import long_horizon
 from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 from mesodyn.fields import cf_units, check_fields, contract_of, data_units, dataset_name, open_fields, write_netcdf
@@ -44,6 +45,7 @@ DIAGNOSTICS: dict[str, Callable[..., xr.Dataset]] = {
     "operator_symbols": operator_symbols,
     "dissipation_along_rollout": dissipation_along_rollout,
     "prediction": prediction,
+    "long_horizon": long_horizon,
 }
 """Every diagnostic by the name :func:`diagnostic_file` takes (and files record as ``diagnostic``)."""
 
