@@ -77,7 +77,7 @@ def test_the_config_joins_the_users_data_set_to_the_registry(user_dir):
     assert all(MODELS[m].applies_to(NAME) for m in ("speconsnet", "fno", "onsagernet", "res_onsagernet"))
     figures = {figure for figure, _ in figure_plan(config)}
     assert figures == {"rel_rmse", "energy_along_truth", "energy_change_vs_dt", "energy_order",
-                       "stepper_comparison", "operator_symbols", "prediction"}
+                       "stepper_comparison", "operator_symbols", "prediction", "long_horizon"}
 
 
 def test_a_declared_pde_brings_the_classical_model_and_the_true_energy(user_dir):
