@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mesodyn.config import ConfigError
-from mesodyn.fields import FieldsContractError
+from mesodyn.fields import FieldsContractError, dataset_name
 from mesodyn.registry import DATASETS, is_chain
 
 __all__ = ["main", "CommandLineError"]
@@ -225,21 +225,13 @@ def _check_out_file(path: str, option: str) -> None:
         raise CommandLineError(f"{option} {path} is a folder; name the file to write.")
 
 
-def _file_dataset(path: str) -> str | None:
-    """The data set a fields file names (its attributes only)."""
-    from mesodyn.fields import dataset_name, open_fields
-
-    with open_fields(path) as ds:
-        return dataset_name(ds)
-
-
 def _fit(args: argparse.Namespace) -> int:
     """``mesodyn fit``: the run's model config and training settings exactly as the workflow's fit rule has them,
     checked for this run and this data set only."""
     from mesodyn.pipeline import fit_files, log_to
     from mesodyn.training.settings import train_settings
 
-    dataset = args.dataset or _file_dataset(args.data)
+    dataset = args.dataset or dataset_name(args.data)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CommandLineError(f"--out {args.out} is a file; fit writes a run folder.")
     runs = _config(args, data=(), fits=())["fit"]["models"]
@@ -317,7 +309,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         label = args.label or json.loads((run_dir / "model.json").read_text())["name"]
     except (ValueError, KeyError, TypeError):
         raise CommandLineError(f"run folder {run_dir}: model.json is not a model config with a 'name'.") from None
-    dataset = args.dataset or _file_dataset(args.data)
+    dataset = args.dataset or dataset_name(args.data)
     if dataset is None:
         raise CommandLineError(f"fields file {args.data} names no data set (no 'dataset' attribute); name it with "
                                "--dataset, as the tables will.")

@@ -451,9 +451,10 @@ def grid_from_data(data: xr.Dataset) -> dict[str, Any]:
 
 def dataset_name(data: xr.Dataset | str | os.PathLike) -> str | None:
     """The registry name of the data set in ``data`` (attribute ``dataset``, or ``model`` for chain data);
-    given a path, only the file's attributes are read, not its fields."""
+    given a path, only the file's attributes are read, not its fields (a missing or unreadable file is a
+    :class:`FieldsContractError`, as in :func:`open_fields`)."""
     if not isinstance(data, xr.Dataset):
-        with xr.open_dataset(data, engine="netcdf4") as ds:
+        with open_fields(data) as ds:
             return dataset_name(ds)
     name = data.attrs.get("dataset", data.attrs.get("model"))
     return str(name) if name is not None else None

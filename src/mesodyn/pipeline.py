@@ -154,13 +154,12 @@ def fit_files(data_path: str | os.PathLike, *, model: Mapping[str, Any], train: 
     The file is checked first (:func:`mesodyn.fields.check_fields`: the paper contract for a data set of the
     registry, else the user contract; ``dataset``, when given, against the file's own name; the window and the
     split against its frames and trajectories), so that a bad file writes nothing."""
-    from mesodyn.fields import contract_of, dataset_name, open_fields, read_fields
+    from mesodyn.fields import contract_of, dataset_name, read_fields
     from mesodyn.training import TrainConfig, fit
 
     settings = TrainConfig.from_dict(train)
     if dataset is None:
-        with open_fields(data_path) as lazy:
-            dataset = dataset_name(lazy)
+        dataset = dataset_name(data_path)
     data = read_fields(data_path, contract=contract_of(dataset), dataset=dataset, window=settings.window,
                        split=settings.split)
     n = set_threads(threads)
