@@ -19,7 +19,8 @@ from mesodyn.registry import DATASETS, MODELS, DatasetInfo, dataset_info, diagno
 __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels", "long_horizon_plan", "long_horizon_path", "long_horizon_steps", "long_horizon_targets",
-           "LONG_HORIZON_TABLE"]
+           "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_targets", "IDENTIFIABILITY_TABLE",
+           "IDENTIFIABILITY_PAGE"]
 
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
 """The one matplotlib style file of every figure."""
@@ -47,7 +48,8 @@ class FigureInfo:
     evaluation files (``metrics``), its number in the paper (``None``: ours), ``user``: whether it is drawn for
     a user data set, asked of the data set's registry entry (``None``: always), and ``every_run``: whether its
     diagnostics files are written for every fitted run and seed (:func:`long_horizon_plan`) rather than for the
-    diagnosed run only; such a figure is drawn wherever a model is fitted, as figure 1 is."""
+    diagnosed run only; such a figure is drawn wherever a model is fitted, as figure 1 is. ``across_fits``: its one
+    file per data set compares every fit of the diagnosed run (:func:`identifiability_plan`)."""
 
     title: str
     category: str
@@ -57,6 +59,7 @@ class FigureInfo:
     paper_figure: int | None = None
     user: Callable[[DatasetInfo], bool] | None = None
     every_run: bool = False
+    across_fits: bool = False
 
     def applies_to(self, dataset: str) -> bool:
         """Whether the figure is drawn for ``dataset`` (a paper data set, or a registered user data set)."""
@@ -94,6 +97,8 @@ FIGURES: dict[str, FigureInfo] = {
                              "Ours – prediction against truth", None, ("prediction",)),
     "long_horizon": FigureInfo("long-horizon rollouts from every held-out initial state",
                                "Ours – long horizons", None, ("long_horizon",), every_run=True),
+    "identifiability": FigureInfo("what the fits learned: linear dynamics and symbols across fits",
+                                  "Ours – what the model learned", None, ("identifiability",), across_fits=True),
 }
 """Every figure by name (the ``{figure}`` of ``results/figures/{figure}_{dataset}.{pdf,png}``)."""
 
@@ -107,6 +112,7 @@ DIAGNOSTIC_FILES: dict[str, str] = {
     "dissipation": "dissipation_along_rollout",
     "prediction": "prediction",
     "long_horizon": "long_horizon",
+    "identifiability": "identifiability",
 }
 """Diagnostics file name (``results/diagnostics/{dataset}/{run}/seed{seed}/{name}.nc``) -> the function of
 :data:`mesodyn.diagnostics.DIAGNOSTICS` that writes it."""
@@ -190,8 +196,8 @@ def diagnostic_plan(config: Mapping[str, Any]) -> dict[tuple[str, str], dict[str
     settings = figures_settings(config)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for figure, dataset in figure_plan(config):
-        if FIGURES[figure].every_run:
-            continue  # their files are per run and seed: long_horizon_plan
+        if FIGURES[figure].every_run or FIGURES[figure].across_fits:
+            continue  # their files are per run and seed (long_horizon_plan) or per data set (identifiability_plan)
         for name in FIGURES[figure].diagnostics:
             if (dataset, name) in out:
                 continue
@@ -242,6 +248,8 @@ def figure_inputs(figure: str, dataset: str, config: Mapping[str, Any]) -> dict[
     if info.every_run:
         out.update({name: [entry["path"] for entry in long_horizon_plan(config, dataset=dataset)]
                     for name in info.diagnostics})
+    elif info.across_fits:
+        out["identifiability"] = identifiability_plan(config)[dataset]["path"]
     elif info.diagnostics:
         settings = figures_settings(config)
         for name in info.diagnostics:
@@ -287,6 +295,25 @@ def long_horizon_plan(config: Mapping[str, Any], *, dataset: str | None = None) 
     return out
 
 
+def identifiability_plan(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """One identifiability file per data set the diagnosed run (``figures.run``) is fitted on, comparing every
+    seed of that run: ``dataset -> {"path", "run_dirs"}`` (the arguments of
+    :func:`mesodyn.diagnostics.identifiability_file`)."""
+    from mesodyn.config import fit_runs
+
+    settings = figures_settings(config)
+    run = settings["run"]
+    out = {}
+    for dataset in settings["datasets"]:
+        seeds = [s for d, r, s in fit_runs(config) if d == dataset and r == run]
+        out[dataset] = {"path": f"results/diagnostics/{dataset}/{run}/identifiability.nc",
+                        "run_dirs": [f"results/models/{dataset}/{run}/seed{s}" for s in seeds]}
+    return out
+
+
+IDENTIFIABILITY_TABLE = "results/tables/identifiability"
+"""Stem of the identifiability table (``.csv``, ``.md``; :func:`mesodyn.tables.identifiability_table`)."""
+
 LONG_HORIZON_TABLE = "results/tables/long_horizon"
 """Stem of the long-horizon table (``.csv``, ``.md``; :func:`mesodyn.tables.long_horizon_table`)."""
 
@@ -302,9 +329,21 @@ TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
 
 
 def figure_targets(config: Mapping[str, Any]) -> list[str]:
-    """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), and the table page."""
+    """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), the table page, and
+    the identifiability table with its page."""
     return [path for figure, dataset in figure_plan(config) for path in figure_paths(figure, dataset).values()] + [
-        TABLE_PAGE]
+        TABLE_PAGE] + identifiability_targets(config)
+
+
+def identifiability_targets(config: Mapping[str, Any]) -> list[str]:
+    """The identifiability table (CSV, Markdown, and its page of the report) where the diagnosed run is fitted."""
+    if not identifiability_plan(config):
+        return []
+    return [f"{IDENTIFIABILITY_TABLE}.{ext}" for ext in ("csv", "md")] + [IDENTIFIABILITY_PAGE]
+
+
+IDENTIFIABILITY_PAGE = "results/figures/table_identifiability.html"
+"""The identifiability table as an HTML page of the report."""
 
 
 def long_horizon_targets(config: Mapping[str, Any]) -> list[str]:

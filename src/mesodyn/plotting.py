@@ -83,7 +83,7 @@ __all__ = [
     "STYLE", "MODEL_LABELS", "DATASET_LABELS", "FIGURES", "DIAGNOSTIC_FILES", "Drawn", "FigureInfo", "paper_values",
     "style", "save_figure", "plot_rel_rmse", "plot_energy_vs_truth", "plot_step_size_sweep",
     "plot_energy_along_truth", "plot_energy_change_vs_dt", "plot_energy_order", "plot_stepper_comparison",
-    "plot_operator_symbols", "plot_prediction", "plot_long_horizon", "dataset_label", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
+    "plot_operator_symbols", "plot_prediction", "plot_long_horizon", "plot_identifiability", "dataset_label", "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths",
     "figure_targets", "report_labels", "TABLE_PAGE", "draw", "make_figure",
 ]
 
@@ -1054,6 +1054,92 @@ def plot_long_horizon(files: Sequence[xr.Dataset], *, dataset: str) -> Drawn:
     return Drawn(fig, numbers, {}, f"over {n_steps} steps: " + "; ".join(parts))
 
 
+_SCORE_LABELS = {"symbol": "b(m + i phi)", "rate_zero": "linear rate about u = 0", "rate_mean": "linear rate about the mean",
+                 "f2_over_b": "F''/b"}
+
+
+def _identifiability_numbers(ds: xr.Dataset) -> dict[str, Any]:
+    """The scalars of an identifiability file (spreads, residuals, the compared modes)."""
+    return {name: float(ds[name]) for name in ds.data_vars if ds[name].ndim == 0}
+
+
+def _identifiability_finding(numbers: Mapping[str, Any], n_fits: int, system: str) -> str:
+    parts = [f"over the {n_fits} fits and the modes k <= {_g(numbers['k_energetic'], 3)}"]
+    for name in ("symbol", "rate_zero"):
+        if f"{name}_spread" in numbers:
+            text = f"{_SCORE_LABELS[name]} spread {_g(100 * numbers[f'{name}_spread'], 2)} %"
+            if f"{name}_residual" in numbers:
+                truth = "the lattice's exact dispersion" if system in ("fput", "fene") else "the truth"
+                text += f", {_g(100 * numbers[f'{name}_residual'], 2)} % from {truth}"
+            if f"{name}_simulated_residual" in numbers:
+                text += f" ({_g(100 * numbers[f'{name}_simulated_residual'], 2)} % from the lattice as simulated)"
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def _draw_rates(ax: plt.Axes, ds: xr.Dataset, part: str, k_cut: float) -> None:
+    """One part of the fits' linear rates about ``u = 0`` (and the truth), zoomed to the compared modes."""
+    k = ds["k"].values
+    curves = [ds[f"rate_zero_{part}"].values[i] for i in range(ds.sizes["fit"])]
+    for i, (fit, curve) in enumerate(zip(ds["fit"].values, curves)):
+        ax.plot(k, curve, "-", lw=1.0, color=_FIT_COLORS[i % len(_FIT_COLORS)], label=str(fit))
+    if f"true_rate_zero_{part}" in ds:
+        curves.append(ds[f"true_rate_zero_{part}"].values)
+        ax.plot(k, curves[-1], "--", color=_PAPER_COLOR, lw=1.0, label="truth")
+    if f"simulated_rate_zero_{part}" in ds:
+        curves.append(ds[f"simulated_rate_zero_{part}"].values)
+        ax.plot(k, curves[-1], "-.", color="0.2", lw=0.8, label="lattice as simulated")
+    ax.axvline(k_cut, color="0.6", lw=0.6, ls=":")
+    shown = np.concatenate([c[k <= k_cut] for c in curves])
+    shown = shown[np.isfinite(shown)]
+    if shown.size and k_cut > 0:
+        pad = 0.1 * max(float(np.ptp(shown)), 1e-12)
+        ax.set(xlim=(0, 1.5 * k_cut), ylim=(shown.min() - pad, shown.max() + pad))
+    ax.set(xlabel="$k$", ylabel=f"{'Re' if part == 'real' else 'Im'} " + r"$\lambda(k)$ about $u=0$")
+
+
+_FIT_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+
+
+def plot_identifiability(ds: xr.Dataset, *, dataset: str) -> Drawn:
+    """Ours: what several fits of one hypothesis learned, and whether it is identified: (a, b) the real and
+    imaginary parts of the rate ``log(G)/dt`` of the one-step map linearized about ``u = 0`` with the truth (the
+    chains: the lattice's exact dispersion in the data's frame), (c) the symbol ``b m(k)`` and ``b phi(k)`` of
+    ``M + W`` in the ``b = 1`` gauge, (d) the curvature ``F''/b`` of the learned local density; the dotted line
+    bounds the modes holding 99.9 % of the data's spectral energy (the compared ones)."""
+    fig, axes = plt.subplots(2, 2, figsize=(7.0, 4.8), layout="constrained")
+    ax_re, ax_im, ax_sym, ax_f = axes.ravel()
+    k_cut = float(ds["k_energetic"])
+    _draw_rates(ax_re, ds, "real", k_cut)
+    _draw_rates(ax_im, ds, "imag", k_cut)
+    ax_re.legend(fontsize="small")
+    k = ds["k"].values
+    if "b_m" in ds:
+        for i in range(ds.sizes["fit"]):
+            color = _FIT_COLORS[i % len(_FIT_COLORS)]
+            ax_sym.plot(k, ds["b_m"].values[i], "-", color=color, lw=1.0)
+            ax_sym.plot(k, ds["b_phi"].values[i], ":", color=color, lw=1.0)
+        if "true_symbol_real" in ds:
+            ax_sym.plot(k, ds["true_symbol_real"].values, "--", color=_PAPER_COLOR, lw=1.0)
+            ax_sym.plot(k, ds["true_symbol_imag"].values, "--", color=_PAPER_COLOR, lw=1.0)
+        ax_sym.axvline(k_cut, color="0.6", lw=0.6, ls=":")
+        ax_sym.set_xlim(0, 1.5 * k_cut)
+        ax_sym.set(xlabel="$k$", ylabel=r"$b\,m(k)$ (solid), $b\,\phi(k)$ (dotted)")
+    else:
+        ax_sym.set_axis_off()
+    if "f2_over_b" in ds:
+        for i in range(ds.sizes["fit"]):
+            ax_f.plot(ds["u_value"].values, ds["f2_over_b"].values[i], color=_FIT_COLORS[i % len(_FIT_COLORS)])
+        ax_f.set(xlabel="$u$", ylabel=r"$F''(u)/b$")
+    else:
+        ax_f.set_axis_off()
+    _panel_letters([ax_re, ax_im, ax_sym, ax_f])
+    _title(fig, "What the fits learned: linear dynamics and symbols", dataset)
+    numbers = _identifiability_numbers(ds)
+    system = str(ds.attrs.get("system", "none"))
+    return Drawn(fig, numbers, {}, _identifiability_finding(numbers, ds.sizes["fit"], system))
+
+
 # -- one figure from its files ---------------------------------------------------------------------------------------
 def _open(path: str | os.PathLike) -> xr.Dataset:
     return xr.load_dataset(path, engine="netcdf4")
@@ -1086,6 +1172,8 @@ def draw(figure: str, dataset: str, inputs: Mapping[str, Any], *, epsilon: float
         return plot_prediction(_open(inputs["prediction"]), dataset=dataset)
     if figure == "long_horizon":
         return plot_long_horizon([_open(path) for path in inputs["long_horizon"]], dataset=dataset)
+    if figure == "identifiability":
+        return plot_identifiability(_open(inputs["identifiability"]), dataset=dataset)
     return plot_operator_symbols(_open(inputs["operator_symbols"]), dataset=dataset,
                                  dissipation=_open(inputs["dissipation"]))
 

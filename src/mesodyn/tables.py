@@ -39,7 +39,8 @@ from mesodyn.provenance import provenance_attrs
 from mesodyn.registry import DATASETS, MODELS
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
-           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig", "long_horizon_table", "write_long_horizon_table"]
+           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig", "long_horizon_table", "write_long_horizon_table",
+           "identifiability_table", "write_identifiability_table", "captioned_page", "IDENTIFIED_SPREAD"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
 
@@ -558,13 +559,41 @@ def long_horizon_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
     return _sorted(table, model_key="model", extra=("run",)) if len(table) else table
 
 
-def write_long_horizon_table(table: pd.DataFrame, stem: str | os.PathLike) -> dict[str, Path]:
-    """Write ``table`` (:func:`long_horizon_table`) as ``{stem}.csv`` and ``{stem}.md``, atomically and
-    byte-identically for the same table and source tree."""
-    prov = provenance_attrs({"table": "long_horizon"})
+def _write_captioned(table: pd.DataFrame, shown: pd.DataFrame, stem: str | os.PathLike, *, name: str, title: str,
+                     caption: str) -> dict[str, Path]:
+    """Write ``table`` as ``{stem}.csv`` (full precision) and ``shown`` (the formatted cells) as ``{stem}.md``
+    with its bold ``title`` and ``caption``, atomically and byte-identically for the same table and source tree."""
+    prov = provenance_attrs({"table": name})
     stamp = f"mesodyn {prov['mesodyn_version']}, commit {prov['git_commit']}"
     paths = {ext: Path(f"{stem}.{ext}") for ext in ("csv", "md")}
     atomic_write(paths["csv"], table.to_csv(index=False, lineterminator="\n").encode())
+    md_text = (f"<!-- {stamp} -->\n\n**Table: {title}.** {caption}\n\n"
+               + shown.to_markdown(index=False, disable_numparse=True) + "\n")
+    atomic_write(paths["md"], md_text.encode())
+    return paths
+
+
+def captioned_page(markdown: str, *, title: str) -> str:
+    """A Markdown table file of :func:`_write_captioned` as a self-contained HTML page for the report (the
+    provenance comment, the caption and the table, the same cells), made by pandas."""
+    import html
+
+    lines = markdown.splitlines()
+    stamp = lines[0]
+    caption = next(line for line in lines[1:] if line.startswith("**"))
+    rows = [line for line in lines if line.startswith("|")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    frame = pd.DataFrame(cells[2:], columns=cells[0])
+    head_text, _, rest = caption.removeprefix("**").partition("**")
+    parts = [stamp, f"<p><strong>{html.escape(head_text)}</strong>{html.escape(rest)}</p>",
+             frame.to_html(index=False, border=0)]
+    head = f'<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n<style>{_PAGE_STYLE}</style>\n</head>'
+    return "\n".join(["<!DOCTYPE html>", '<html lang="en">', head, "<body>", *parts, "</body>", "</html>", ""])
+
+
+def write_long_horizon_table(table: pd.DataFrame, stem: str | os.PathLike) -> dict[str, Path]:
+    """Write ``table`` (:func:`long_horizon_table`) as ``{stem}.csv`` and ``{stem}.md``, atomically and
+    byte-identically for the same table and source tree."""
     shown = table.copy()
     shown["finite_fraction_last"] = [format_sig(x) for x in table["finite_fraction_last"]]
     shown["max_abs_u_ratio"] = [format_sig(x) for x in table["max_abs_u_ratio"]]
@@ -574,7 +603,55 @@ def write_long_horizon_table(table: pd.DataFrame, stem: str | os.PathLike) -> di
     caption = (f"Rollouts of {', '.join(map(str, steps))} steps from every held-out initial state; finite share "
                "after the last step, the first step at which a rollout stopped being finite, the largest |u| "
                "reached over the data's largest, and the rollouts along which the learned V rose at least once.")
-    md_text = (f"<!-- {stamp} -->\n\n**Table: long horizons.** {caption}\n\n"
-               + shown.to_markdown(index=False, disable_numparse=True) + "\n")
-    atomic_write(paths["md"], md_text.encode())
-    return paths
+    return _write_captioned(table, shown, stem, name="long_horizon", title="long horizons", caption=caption)
+
+
+# -- identifiability ------------------------------------------------------------------------------------------------
+IDENTIFIABILITY_COLUMNS = ("dataset", "model", "run", "fits", "truth", "k_energetic", "symbol_spread",
+                           "symbol_residual", "symbol_max_mode_error", "rate_zero_spread", "rate_zero_residual",
+                           "rate_zero_max_mode_error", "rate_zero_simulated_residual", "rate_mean_spread", "rate_mean_residual", "f2_over_b_spread",
+                           "identified")
+IDENTIFIED_SPREAD = 0.05
+"""A data set's learned operator counts as identified where its fits' relative spread (of the symbol of ``M + W``
+in the ``b = 1`` gauge, else of the linear rate about ``u = 0``) over the compared modes is at most this."""
+
+
+def identifiability_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per data set from the identifiability files (:func:`mesodyn.diagnostics.identifiability`): the
+    fits compared, the known truth (``none``; the equation; the chain's lattice dispersion), the largest compared
+    wavenumber, the spreads across fits and the residuals against the truth (NaN where not defined), and
+    ``identified`` (:data:`IDENTIFIED_SPREAD`)."""
+    rows = []
+    for path in files:
+        ds = _load(path)
+        run = Path(str(ds.attrs["run_dirs"]).split(",")[0]).parent.name
+        row: dict[str, Any] = {"dataset": str(ds.attrs["dataset"]), "model": str(ds.attrs["model"]), "run": run,
+                               "fits": str(ds.attrs["fits"]).replace(",", " "), "truth": str(ds.attrs["system"])}
+        for column in IDENTIFIABILITY_COLUMNS[5:-1]:
+            row[column] = float(ds[column]) if column in ds else math.nan
+        spread = row["symbol_spread"] if np.isfinite(row["symbol_spread"]) else row["rate_zero_spread"]
+        row["identified"] = None if not np.isfinite(spread) else bool(spread <= IDENTIFIED_SPREAD)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=list(IDENTIFIABILITY_COLUMNS))
+    return _sorted(table, model_key="model", extra=("run",)) if len(table) else table
+
+
+def write_identifiability_table(table: pd.DataFrame, stem: str | os.PathLike) -> dict[str, Path]:
+    """Write ``table`` (:func:`identifiability_table`) as ``{stem}.csv`` and ``{stem}.md``."""
+    shown = table.copy()
+    for column in IDENTIFIABILITY_COLUMNS[6:-1]:
+        shown[column] = [format_sig(x) for x in table[column]]
+    shown["k_energetic"] = [f"{x:.4g}" for x in table["k_energetic"]]
+    shown["identified"] = ["one fit" if x is None or x != x else ("yes" if x else "no") for x in table["identified"]]
+    caption = ("Several fits of one run (its training seeds) compared over the modes 0 < k <= k_energetic that "
+               "hold 99.9 % of the held-out data's spectral energy. spread: relative spread across the fits; "
+               "residual: relative L2 distance of the worst fit from the truth; max_mode_error: its largest "
+               "deviation on one mode (the symbol: relative to the true value; the rates: to the true rate's rms). "
+               "symbol: b(m(k) + i phi(k)) of M + W in the gauge b = 1; rate: log(G)/dt of the one-step map "
+               "linearized about u = 0 or the data's mean state (the chains' truth: the lattice's exact "
+               "dispersion in the data's frame; simulated_residual: from the lattice as simulated, velocity Verlet at the "
+               "data's chain step). identified: spread <= "
+               f"{100 * IDENTIFIED_SPREAD:g} % (of the symbol, else of the rate); one fit cannot tell (empty "
+               "in the CSV).")
+    return _write_captioned(table, shown, stem, name="identifiability", title="what the model learned",
+                            caption=caption)

@@ -8,6 +8,8 @@
 from mesodyn.config import ConfigError
 from mesodyn.figure_plan import (
     FIGURES,
+    IDENTIFIABILITY_PAGE,
+    IDENTIFIABILITY_TABLE,
     LONG_HORIZON_TABLE,
     STYLE,
     TABLE_PAGE,
@@ -16,6 +18,7 @@ from mesodyn.figure_plan import (
     figure_inputs,
     figure_paths,
     figure_plan,
+    identifiability_plan,
     long_horizon_plan,
     long_horizon_steps,
     report_labels,
@@ -24,6 +27,7 @@ from mesodyn.figure_plan import (
 try:
     FIGURE_PLAN = figure_plan(config)
     DIAGNOSTIC_PLAN = diagnostic_plan(config)
+    IDENTIFIABILITY_PLAN = identifiability_plan(config)
 except ConfigError as exc:
     sys.stderr.write(f"mesodyn: {exc}\n")
     sys.exit(1)
@@ -110,6 +114,62 @@ rule long_horizon_table:
         "../envs/report.yaml"
     script:
         "../scripts/long_horizon_table.py"
+
+
+# What the model learned: every seed of the diagnosed run (figures.run) compared on each data set, in one job (seconds
+# of work per data set; mesodyn.diagnostics.identifiability_file); then one table of them all, with its report page.
+if IDENTIFIABILITY_PLAN:
+
+    rule identifiability:
+        input:
+            data=[f"results/data/{d}.nc" for d in sorted(IDENTIFIABILITY_PLAN)],
+            weights=[
+                f"{run_dir}/{name}"
+                for _, entry in sorted(IDENTIFIABILITY_PLAN.items())
+                for run_dir in entry["run_dirs"]
+                for name in ("weights.pt", "model.json", "split.json")
+            ],
+        output:
+            [entry["path"] for _, entry in sorted(IDENTIFIABILITY_PLAN.items())],
+        log:
+            "logs/diagnostics/identifiability.log",
+        benchmark:
+            "logs/benchmarks/diagnostics/identifiability.tsv"
+        conda:
+            "../envs/fit.yaml"
+        threads: 1
+        params:
+            plan=[
+                {"data": f"results/data/{d}.nc", **entry}
+                for d, entry in sorted(IDENTIFIABILITY_PLAN.items())
+            ],
+        script:
+            "../scripts/identifiability.py"
+
+
+if IDENTIFIABILITY_PLAN:
+
+    localrules:
+        identifiability_table,
+
+    rule identifiability_table:
+        input:
+            [entry["path"] for _, entry in sorted(IDENTIFIABILITY_PLAN.items())],
+        output:
+            csv=f"{IDENTIFIABILITY_TABLE}.csv",
+            md=f"{IDENTIFIABILITY_TABLE}.md",
+            page=report(
+                IDENTIFIABILITY_PAGE,
+                caption="../report/identifiability_table.rst",
+                category="Ours – what the model learned",
+                labels={"figure": "identifiability table: every data set"},
+            ),
+        log:
+            "logs/tables/identifiability.log",
+        conda:
+            "../envs/report.yaml"
+        script:
+            "../scripts/identifiability_table.py"
 
 
 for _figure, _info in FIGURES.items():

@@ -24,6 +24,8 @@ function                       what it measures
 :func:`operator_symbols`       gauge-invariant symbols ``b m(k)`` and ``b phi(k)`` with the known truth (ours)
 :func:`dissipation_along_rollout`  ``<mu, M mu>`` and the discrete ``dV/dt`` along rollouts (ours)
 :func:`prediction`             one test trajectory rolled out over the whole horizon beside the truth (ours)
+:func:`identifiability`        the learned linear dynamics and symbols of several fits, their spread and
+                               their residual against the truth (ours)
 =============================  ===========================================================================
 
 Conventions
@@ -44,7 +46,8 @@ Modules, by concept
 -------------------
 :mod:`~mesodyn.diagnostics.energy` (the learned energy: against the truth, along the truth, its order),
 :mod:`~mesodyn.diagnostics.rollouts` (the step-size sweep and the energy change against ``dt``),
-:mod:`~mesodyn.diagnostics.operators` (operator symbols, dissipation) and :mod:`~mesodyn.diagnostics.files` (the
+:mod:`~mesodyn.diagnostics.operators` (operator symbols, dissipation),
+:mod:`~mesodyn.diagnostics.identifiability` (what several fits learned, and whether it is identified) and :mod:`~mesodyn.diagnostics.files` (the
 workflow's entry points). Every public name is importable from :mod:`mesodyn.diagnostics` itself.
 """
 
@@ -53,9 +56,11 @@ from __future__ import annotations
 from mesodyn.diagnostics._common import DIVERGENCE_FACTOR, SYSTEMS, power_law_fit
 from mesodyn.diagnostics.energy import (energy_along_truth, energy_order, energy_parts, energy_vs_truth, local_density,
                                         total_energy, true_energy)
-from mesodyn.diagnostics.files import DIAGNOSTICS, diagnostic_file, write_diagnostic
+from mesodyn.diagnostics.files import DIAGNOSTICS, diagnostic_file, identifiability_file, write_diagnostic
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
 from mesodyn.diagnostics.horizon import energy_rises, long_horizon
+from mesodyn.diagnostics.identifiability import (identifiability, linear_response, relative_residual,
+                                                 relative_spread, true_linear_rate)
 from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 
@@ -63,5 +68,6 @@ __all__ = [
     "DIVERGENCE_FACTOR", "DIAGNOSTICS", "SYSTEMS", "true_energy", "total_energy", "energy_parts", "local_density",
     "power_law_fit", "energy_vs_truth", "step_size_sweep", "energy_along_truth", "energy_change_vs_dt",
     "energy_order", "operator_symbols", "dissipation_along_rollout", "write_diagnostic", "diagnostic_file",
-    "spectral_extent", "prediction", "long_horizon", "energy_rises",
+    "spectral_extent", "prediction", "long_horizon", "energy_rises", "identifiability", "identifiability_file",
+    "linear_response", "true_linear_rate", "relative_spread", "relative_residual",
 ]

@@ -15,13 +15,14 @@ import xarray as xr
 from mesodyn.diagnostics.energy import energy_along_truth, energy_order, energy_vs_truth
 from mesodyn.diagnostics.operators import dissipation_along_rollout, operator_symbols, spectral_extent
 from mesodyn.diagnostics.horizon import long_horizon
+from mesodyn.diagnostics.identifiability import identifiability
 from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 from mesodyn.fields import cf_units, check_fields, contract_of, data_units, dataset_name, open_fields, write_netcdf
 from mesodyn.provenance import to_netcdf_attrs
-from mesodyn.registry import true_energy_system
+from mesodyn.registry import is_chain, true_energy_system
 
-__all__ = ["DIAGNOSTICS", "write_diagnostic", "diagnostic_file"]
+__all__ = ["DIAGNOSTICS", "write_diagnostic", "diagnostic_file", "identifiability_file"]
 
 # -- files ------------------------------------------------------------------------------------------------------------
 def _spectral_fraction(rule: str) -> float:
@@ -179,3 +180,34 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
     ds.attrs.update(to_netcdf_attrs(extra))
     units = None if data_path is None else _units_of(data_path)
     return write_diagnostic(cf_units(ds, units), out_path)
+
+
+def _linear_truth(data: xr.Dataset) -> str | None:
+    """The system whose linear rate :func:`mesodyn.diagnostics.identifiability.true_linear_rate` knows for this
+    file: the known equation of its data set (a user's declared ``pde`` included), or the chain it was made from."""
+    name = dataset_name(data)
+    system = true_energy_system(name)
+    if system is None and name is not None and is_chain(name):
+        system = str(data.attrs.get("model", name))
+    return system
+
+
+def identifiability_file(run_dirs: list[str | os.PathLike], *, data_path: str | os.PathLike,
+                         out_path: str | os.PathLike, fraction: float = 0.999) -> Path:
+    """:func:`mesodyn.diagnostics.identifiability` of the models saved in ``run_dirs`` (several fits of one
+    hypothesis on one data set: training seeds, disjoint halves of the training trajectories), written to
+    ``out_path``. The compared modes and the mean state come from the first run's held-out test trajectories; the
+    truth is the one known for the data set (its equation, or the chain's lattice dispersion)."""
+    if not run_dirs:
+        raise ValueError("identifiability needs at least one fitted run.")
+    run_dirs = [Path(d) for d in run_dirs]
+    models = [_load_for_diagnostic(d, "exact")[0] for d in run_dirs]
+    labels = [f"{d.parent.name}/{d.name}" for d in run_dirs]
+    samples = _test_samples(run_dirs[0], None)
+    with open_fields(data_path) as data:
+        check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
+        ds = identifiability(models, data, labels=labels, samples=samples, system=_linear_truth(data),
+                             fraction=fraction)
+    ds.attrs.update(to_netcdf_attrs({"run_dirs": ",".join(str(d) for d in run_dirs),
+                                     "data_path": str(data_path)}))
+    return write_diagnostic(cf_units(ds, _units_of(data_path)), out_path)
