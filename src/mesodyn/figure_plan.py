@@ -20,7 +20,7 @@ __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureIn
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels", "long_horizon_plan", "long_horizon_path", "long_horizon_steps", "long_horizon_targets",
            "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_targets", "IDENTIFIABILITY_TABLE",
-           "IDENTIFIABILITY_PAGE"]
+           "IDENTIFIABILITY_PAGE", "hypotheses_settings", "hypotheses_targets", "HYPOTHESES_TABLE", "HYPOTHESES_PAGE"]
 
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
 """The one matplotlib style file of every figure."""
@@ -311,6 +311,49 @@ def identifiability_plan(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return out
 
 
+def hypotheses_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``hypotheses``: the compared runs, the ranking step and the tolerance, and per data set the evaluation files
+    of the compared runs fitted on it (data sets with fewer than two are left out).
+
+    Raises
+    ------
+    mesodyn.config.ConfigError
+        One sentence, if ``hypotheses.runs`` names a run that is not in fit.models, or fewer than two runs.
+    """
+    from mesodyn.config import ConfigError, fit_runs
+
+    section = dict(config.get("hypotheses", {}) or {})
+    runs = section.get("runs")
+    out = {"runs": list(runs or ()), "step": int(section.get("step", 5)),
+           "tolerance": float(section.get("tolerance", 0.1)), "files": {}}
+    if runs is None:
+        return out
+    unknown = sorted(set(runs) - set(config.get("fit", {}).get("models", {})))
+    if unknown:
+        raise ConfigError(f"config 'hypotheses.runs' names {', '.join(unknown)}, not runs of fit.models.")
+    if len(runs) < 2:
+        raise ConfigError("config 'hypotheses.runs' must name at least two runs to compare.")
+    for dataset in config.get("datasets", []):
+        fitted = [(r, s) for d, r, s in fit_runs(config) if d == dataset and r in runs]
+        if len({r for r, _ in fitted}) >= 2:
+            out["files"][dataset] = [f"results/metrics/{dataset}/{r}/seed{s}.nc" for r, s in fitted]
+    return out
+
+
+HYPOTHESES_TABLE = "results/tables/hypotheses"
+"""Stem of the hypotheses table (``.csv``, ``.md``; :func:`mesodyn.hypotheses.hypothesis_table`)."""
+
+HYPOTHESES_PAGE = "results/figures/table_hypotheses.html"
+"""The hypotheses table as an HTML page of the report."""
+
+
+def hypotheses_targets(config: Mapping[str, Any]) -> list[str]:
+    """The hypotheses table (CSV, Markdown, its report page) where the config compares hypotheses on a data set."""
+    if not hypotheses_settings(config)["files"]:
+        return []
+    return [f"{HYPOTHESES_TABLE}.{ext}" for ext in ("csv", "md")] + [HYPOTHESES_PAGE]
+
+
 IDENTIFIABILITY_TABLE = "results/tables/identifiability"
 """Stem of the identifiability table (``.csv``, ``.md``; :func:`mesodyn.tables.identifiability_table`)."""
 
@@ -330,9 +373,9 @@ TABLE_PAGE = "results/figures/table_rel_rmse_first5.html"
 
 def figure_targets(config: Mapping[str, Any]) -> list[str]:
     """Every file the figures of ``config`` write: PDF, PNG and numbers per (figure, data set), the table page, and
-    the identifiability table with its page."""
+    the identifiability and hypotheses tables with their pages."""
     return [path for figure, dataset in figure_plan(config) for path in figure_paths(figure, dataset).values()] + [
-        TABLE_PAGE] + identifiability_targets(config)
+        TABLE_PAGE] + identifiability_targets(config) + hypotheses_targets(config)
 
 
 def identifiability_targets(config: Mapping[str, Any]) -> list[str]:

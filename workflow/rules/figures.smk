@@ -8,6 +8,8 @@
 from mesodyn.config import ConfigError
 from mesodyn.figure_plan import (
     FIGURES,
+    HYPOTHESES_PAGE,
+    HYPOTHESES_TABLE,
     IDENTIFIABILITY_PAGE,
     IDENTIFIABILITY_TABLE,
     LONG_HORIZON_TABLE,
@@ -18,6 +20,7 @@ from mesodyn.figure_plan import (
     figure_inputs,
     figure_paths,
     figure_plan,
+    hypotheses_settings,
     identifiability_plan,
     long_horizon_plan,
     long_horizon_steps,
@@ -28,6 +31,7 @@ try:
     FIGURE_PLAN = figure_plan(config)
     DIAGNOSTIC_PLAN = diagnostic_plan(config)
     IDENTIFIABILITY_PLAN = identifiability_plan(config)
+    HYPOTHESES = hypotheses_settings(config)
 except ConfigError as exc:
     sys.stderr.write(f"mesodyn: {exc}\n")
     sys.exit(1)
@@ -170,6 +174,47 @@ if IDENTIFIABILITY_PLAN:
             "../envs/report.yaml"
         script:
             "../scripts/identifiability_table.py"
+
+
+# Hypotheses compared (mesodyn.hypotheses): on every data set where at least two runs of hypotheses.runs are fitted,
+# which hypothesis class the held-out data prefer; one table with its report page.
+if HYPOTHESES["files"]:
+
+    localrules:
+        hypotheses_table,
+
+    rule hypotheses_table:
+        input:
+            metrics=[
+                path
+                for _, files in sorted(HYPOTHESES["files"].items())
+                for path in files
+            ],
+            # each fit's summary.json (its validation loss) is written by the job that writes weights.pt
+            weights=[
+                path.replace("results/metrics/", "results/models/").removesuffix(".nc")
+                + "/weights.pt"
+                for _, files in sorted(HYPOTHESES["files"].items())
+                for path in files
+            ],
+        output:
+            csv=f"{HYPOTHESES_TABLE}.csv",
+            md=f"{HYPOTHESES_TABLE}.md",
+            page=report(
+                HYPOTHESES_PAGE,
+                caption="../report/hypotheses_table.rst",
+                category="Ours – hypotheses compared",
+                labels={"figure": "hypotheses table: every compared data set"},
+            ),
+        log:
+            "logs/tables/hypotheses.log",
+        conda:
+            "../envs/report.yaml"
+        params:
+            step=HYPOTHESES["step"],
+            tolerance=HYPOTHESES["tolerance"],
+        script:
+            "../scripts/hypotheses_table.py"
 
 
 for _figure, _info in FIGURES.items():

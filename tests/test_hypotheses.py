@@ -1,0 +1,61 @@
+"""Hypotheses compared: the preference rule (Occam's razor on held-out error) and the classes' names."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mesodyn.config import ConfigError
+from mesodyn.figure_plan import hypotheses_settings
+from mesodyn.hypotheses import describe_hypothesis, preferred
+
+
+def rows(*items):
+    return pd.DataFrame([{"run": r, "n_parameters": n, "heldout_mean": m, "heldout_std_seeds": s}
+                         for r, n, m, s in items])
+
+
+def test_the_simplest_class_as_good_as_the_best_is_preferred():
+    table = preferred(rows(("paper", 1000, 1.00e-2, 1e-4), ("m_local", 200, 1.05e-2, 1e-4),
+                           ("w_local", 200, 9.0e-2, 1e-3), ("mc_local", 199, 3.0e-1, 1e-2)), tolerance=0.1)
+    assert table["as_good_as_best"].tolist() == [True, True, False, False]
+    assert table.loc[table["preferred"], "run"].tolist() == ["m_local"]
+
+
+def test_a_simpler_class_outside_the_tolerance_is_not_preferred():
+    table = preferred(rows(("paper", 1000, 1.0e-2, 0.0), ("m_local", 200, 1.2e-2, 0.0)), tolerance=0.1)
+    assert table.loc[table["preferred"], "run"].tolist() == ["paper"]
+    # the seeds' spread widens what counts as as good as the best
+    table = preferred(rows(("paper", 1000, 1.0e-2, 1.5e-3), ("m_local", 200, 1.2e-2, 1.5e-3)), tolerance=0.1)
+    assert table.loc[table["preferred"], "run"].tolist() == ["m_local"]
+
+
+def test_diverged_or_missing_errors_are_never_preferred():
+    table = preferred(rows(("a", 10, float("nan"), 0.0), ("b", 100, 0.5, 0.0)), tolerance=0.1)
+    assert table["preferred"].tolist() == [False, True]
+
+
+def test_hypothesis_names():
+    assert describe_hypothesis({"name": "speconsnet"}) == "M + W; V local + nonlocal"
+    assert describe_hypothesis({"name": "speconsnet", "operators": "M", "conserved": True,
+                                "nonlocal_modes": 0}) == "M (conserved); V local"
+    assert describe_hypothesis({"name": "speconsnet", "operators": "W", "nonlocal_modes": 0}) == "W; V local"
+    assert describe_hypothesis({"name": "speconsnet_true_v", "operators": "M"}) == "M; V true"
+    assert describe_hypothesis({"name": "fno"}) == "fno"
+
+
+def _config(runs):
+    return {"datasets": ["allen_cahn"], "seed": 0, "hypotheses": {"runs": runs},
+            "fit": {"models": {"a": {"name": "speconsnet"}, "b": {"name": "speconsnet", "operators": "M"}},
+                    "seeds": [1, 2]}}
+
+
+def test_hypotheses_settings_plan_and_mistakes():
+    settings = hypotheses_settings(_config(["a", "b"]))
+    assert settings["files"] == {"allen_cahn": [f"results/metrics/allen_cahn/{r}/seed{s}.nc"
+                                                for r in "ab" for s in (1, 2)]}
+    assert hypotheses_settings(_config(None))["files"] == {}
+    with pytest.raises(ConfigError, match="not runs of fit.models"):
+        hypotheses_settings(_config(["a", "zz"]))
+    with pytest.raises(ConfigError, match="at least two"):
+        hypotheses_settings(_config(["a"]))
