@@ -95,6 +95,8 @@ def _config_cases():
         ("data.fput.alpha", "x"), ("data.fput.substeps", "many"), ("data.fene.r_bound", 1.5),
         ("coarse.method", "spline"), ("coarse.n_grid", 4), ("micro.keep", -1), ("datasets", ["kdv", "water"]),
         ("datasets", "kdv"), ("seed", 1.5), ("sed", 1), ("data.threads", 0), ("figures.samples", 0),
+        ("hypotheses.runs", "speconsnet"), ("hypotheses.step", 0), ("hypotheses.tolerance", -0.1),
+        ("hypotheses.preferred", "m"),
     ]
     for key, value in keys:
         leaf = key.split(".")[-1]
@@ -145,6 +147,7 @@ def _consistency_and_fit_cases():
         ("fit.datasets.kdv.window", 1, "fit.datasets.kdv"), ("fit.train.early_stopping", 0, "early_stopping"),
         ("fit.models.fno.train.max_epochs", 0, "fit.models.fno.train"), ("fit.seeds", [], "fit.seeds"),
         ("fit.seeds", [-1], "fit.seeds"), ("fit.threads", 0, "fit.threads"),
+        ("fit.models.fno.substeps", 2, "fit.models.fno"),
     ]
     for key, value, frag in fit:
         cases.append((f"fit:{key}={value!r}", "fit", _with(key, value), [], frag))

@@ -65,8 +65,12 @@ def test_defaults_are_the_paper_values():
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config/config.yaml", "config/ci.yaml", "config/paper.yaml"):
+    from mesodyn.figure_plan import hypotheses_settings
+
+    for name in ("config/config.yaml", "config/ci.yaml", "config/paper.yaml", "config/hypotheses.yaml"):
         load_config(name)
+    settings = hypotheses_settings(load_config("config/hypotheses.yaml"))
+    assert sorted(settings["files"]) == ["allen_cahn", "kdv"] and len(settings["files"]["kdv"]) == 10
 
 
 def test_bad_yaml_is_a_clear_error(tmp_path):

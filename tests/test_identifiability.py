@@ -80,13 +80,13 @@ def test_linear_response_of_a_random_member_is_its_euler_map(shape, seed, state)
     np.testing.assert_allclose(response["euler_rate"], (expected - 1) / dt, atol=1e-5)
 
 
-@pytest.mark.parametrize("system", ["allen_cahn", "kdv"])
+@pytest.mark.parametrize("system", ["allen_cahn", "kdv", "cahn_hilliard"])
 @pytest.mark.parametrize("state", [0.0, 0.3])
 def test_true_rates_are_those_of_the_classical_solvers_at_small_steps(system, state):
     """The PDEs' linear rates (signs, 1/eps^2, the KdV's 6 u u_x) agree with what our own classical SBDF1 step of
     the equation does to a small perturbation, read by the probe: the rate log(G)/dt tends to the truth as dt -> 0."""
     n, dt = 64, 1e-6
-    attrs = {"dataset": system, "epsilon": 0.1} if system == "allen_cahn" else {"dataset": system}
+    attrs = {"dataset": system, **{"allen_cahn": {"epsilon": 0.1}, "cahn_hilliard": {"kappa": 0.1}}.get(system, {})}
     model = classical((n,), (TWO_PI,), dt, dataset=system, attrs=attrs)
     response = linear_response(model, state=state, delta=1e-6, device="cpu")
     k = response["k"][1:12]
@@ -202,3 +202,25 @@ def test_identifiability_of_the_true_allen_cahn_model():
     assert float(out["symbol_residual"]) < 1e-12
     assert float(out["rate_zero_residual"]) < 1e-3 and float(out["rate_mean_residual"]) < 1e-3
     assert math.isnan(float(out["symbol_spread"]))
+
+
+def test_classical_cahn_hilliard_is_the_examples_own_scheme():
+    """The classical row of a data set that declares pde: cahn_hilliard steps exactly as the worked example's
+    generator (examples/make_cahn_hilliard.py, written without mesodyn): one frame of 25 steps agrees to round-off."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "make_cahn_hilliard", Path(__file__).resolve().parents[1] / "examples" / "make_cahn_hilliard.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    u, _, _ = example.simulate(n_samples=3, n_grid=32, kappa=0.1, dt=1e-3, save_every=25, n_frames=2, seed=4)
+    model = classical((32,), (TWO_PI,), 1e-3, dataset="cahn_hilliard", attrs={"kappa": 0.1})
+    assert model.cfg.pde == "cahn_hilliard" and model.cfg.kappa == 0.1
+    v = torch.as_tensor(u[:, 0])
+    with torch.no_grad():
+        for _ in range(25):
+            v = model.step(v)
+    np.testing.assert_allclose(v.numpy(), u[:, 1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="kappa"):
+        classical((32,), (TWO_PI,), 1e-3, dataset="cahn_hilliard", attrs={})

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
@@ -29,7 +30,10 @@ TINY_FIT = {
     "models": {"speconsnet": {"name": "speconsnet", "hidden": 8, "nonlocal_modes": 4},
                "fno": {"name": "fno", "n_modes": 4, "hidden_channels": 4},
                "onsagernet": {"name": "onsagernet", "hidden": 16, "rank_m": 2, "rank_w": 2},
-               "res_onsagernet": {"name": "res_onsagernet", "hidden": 16}},
+               "res_onsagernet": {"name": "res_onsagernet", "hidden": 16},
+               "conserved_m": {"name": "speconsnet", "hidden": 8, "nonlocal_modes": 0, "operators": "M",
+                               "conserved": True, "stepper": "exponential", "substeps": 2},
+               "classical": {"name": "classical"}},
     "seeds": [0], "threads": 1,
     "train": {"window": 5, "rollout_steps": 2, "batch_size": 2, "batches_per_epoch": 1, "max_epochs": 4,
               "valid_every": 2, "early_stopping": 2, "split": [0.5, 0.25, 0.25]},
@@ -49,6 +53,7 @@ def example_config() -> dict:
     """config/example.yaml with the tiny training settings of the tests."""
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text(encoding="utf-8"))
     config["fit"] = copy.deepcopy(TINY_FIT)
+    config["hypotheses"]["runs"] = ["speconsnet", "conserved_m"]
     return config
 
 
@@ -71,19 +76,19 @@ def test_the_config_joins_the_users_data_set_to_the_registry(user_dir):
     config = validate_config(example_config())
     info = dataset_info(NAME)
     assert (info.kind, info.ndim, info.shape, info.published, info.energy) == ("user", 1, (8, 12, 32), None, None)
-    assert info.label == "Cahn–Hilliard 1-D (example)"
-    # classical needs a known PDE, the true-V ablation a known energy: neither is declared
-    assert not MODELS["classical"].applies_to(NAME) and not MODELS["speconsnet_true_v"].applies_to(NAME)
+    assert info.label == "Cahn–Hilliard 1-D (example)" and info.pde == "cahn_hilliard"
+    # classical needs a known PDE (declared: Cahn-Hilliard), the true-V ablation a known energy (not among ours)
+    assert MODELS["classical"].applies_to(NAME) and not MODELS["speconsnet_true_v"].applies_to(NAME)
     assert all(MODELS[m].applies_to(NAME) for m in ("speconsnet", "fno", "onsagernet", "res_onsagernet"))
     figures = {figure for figure, _ in figure_plan(config)}
     assert figures == {"rel_rmse", "energy_along_truth", "energy_change_vs_dt", "energy_order",
-                       "stepper_comparison", "operator_symbols", "prediction", "long_horizon"}
+                       "stepper_comparison", "operator_symbols", "prediction", "long_horizon", "identifiability"}
 
 
 def test_a_declared_pde_brings_the_classical_model_and_the_true_energy(user_dir):
     config = example_config()
     config["data"][NAME].update(pde="allen_cahn", epsilon=0.1)
-    config["fit"]["models"]["classical"] = {"name": "classical"}
+    del config["data"][NAME]["kappa"]
     validate_config(config)
     assert dataset_info(NAME).energy == "allen_cahn" and MODELS["classical"].applies_to(NAME)
     figures = {figure for figure, _ in figure_plan(validate_config(config))}
@@ -206,6 +211,12 @@ def test_the_worked_example_runs_through_the_workflow_to_table_figures_and_repor
     run_snakemake(work, "--configfile", "config/tiny_example.yaml", "--report", "results/report.html")
     report = (work / "results" / "report.html").read_bytes()
     assert len(report) > 0 and b"prediction" in report
+    # what the model learned, against the declared equation's truth, and the hypotheses compared
+    ident = (work / "results" / "tables" / "identifiability.md").read_text(encoding="utf-8")
+    assert re.search(rf"\| {NAME} +\| speconsnet +\| speconsnet +\| speconsnet/seed0 +\| cahn_hilliard", ident)
+    hyp = pd.read_csv(work / "results" / "tables" / "hypotheses.csv")
+    assert sorted(hyp["run"]) == ["conserved_m", "speconsnet"] and hyp["preferred"].sum() == 1
+    assert set(hyp["hypothesis"]) == {"M (conserved); V local", "M + W; V local + nonlocal"}
 
 
 def test_the_example_script_never_imports_mesodyn():

@@ -184,6 +184,12 @@ def _register_user_data(config: Mapping[str, Any], users: Mapping[str, Mapping[s
         if entry.get("epsilon") is not None and info.pde != "allen_cahn":
             raise ConfigError(f"config 'data.{name}.epsilon' is Allen-Cahn's parameter; declare pde: allen_cahn "
                               "or leave it out.")
+        if entry.get("kappa") is not None and info.pde != "cahn_hilliard":
+            raise ConfigError(f"config 'data.{name}.kappa' is Cahn-Hilliard's parameter; declare pde: "
+                              "cahn_hilliard or leave it out.")
+        if info.pde == "cahn_hilliard" and entry.get("kappa") is None:
+            raise ConfigError(f"config 'data.{name}' declares pde: cahn_hilliard; give its kappa too "
+                              "(data.{name}.kappa).".replace("{name}", name))
         USER_DATASETS[name] = info
 
 

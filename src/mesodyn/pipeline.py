@@ -119,7 +119,7 @@ def user_data_files(name: str, config: Mapping[str, Any], *, fields_path: str | 
     longest training window and every split of the runs fitted on it; a file that fails writes nothing. The copy
     holds ``u`` in float64 (the precision of the paper's files; the models cast it as they need), the file's own
     coordinates, variables and attributes, and adds ``dataset`` (the config's name), ``source_file``, a declared
-    ``epsilon`` and the provenance attributes.
+    ``epsilon`` or ``kappa`` and the provenance attributes.
     """
     from mesodyn.config import fit_models
     from mesodyn.fields import check_fields, read_fields, write_netcdf
@@ -138,7 +138,7 @@ def user_data_files(name: str, config: Mapping[str, Any], *, fields_path: str | 
     for split in splits[1:]:  # the other runs' splits against the trajectories (values checked once)
         check_fields(data, contract="user", source=path, split=split, samples=[])
     data["u"] = data["u"].astype("float64")
-    declared = {key: entry[key] for key in ("epsilon",) if entry.get(key) is not None}
+    declared = {key: entry[key] for key in ("epsilon", "kappa") if entry.get(key) is not None}
     data.attrs = to_netcdf_attrs({**data.attrs, "dataset": name, "source_file": str(path), **declared,
                                   **provenance_attrs({"data": {name: dict(entry)}})})
     write_netcdf(data, fields_path)

@@ -142,7 +142,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _CONFIGS = "mesodyn.models.configs"
-_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf")  # mesodyn.models.configs.STEPPERS
+_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential")  # mesodyn.models.configs.STEPPERS
 _LOCAL_DERIVATIVES = ("exact", "interpolant")  # mesodyn.models.configs.LOCAL_DERIVATIVES
 
 MODELS: dict[str, ModelInfo] = {
@@ -236,8 +236,9 @@ def diagnosable_models() -> tuple[str, ...]:
 USER_DATASETS: dict[str, DatasetInfo] = {}
 """The user data sets joined from a config by :func:`register_user_datasets` (empty until then)."""
 
-# the equations a user data set may declare, with the system whose true energy is then known
-_DECLARABLE_PDES = {"allen_cahn": "allen_cahn", "kdv": "kdv"}
+# the equations a user data set may declare, with the system whose true energy the diagnostics then know (none for
+# Cahn-Hilliard: its classical step and its linear dynamics are known, its energy is not among the diagnostics')
+_DECLARABLE_PDES = {"allen_cahn": "allen_cahn", "kdv": "kdv", "cahn_hilliard": None}
 
 
 def user_datasets(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

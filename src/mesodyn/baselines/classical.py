@@ -8,6 +8,8 @@ arXiv 2605.16211 and of the authors' public code MLDS-NUS/Meso-SpecOnsNet)::
     u+_hat = (u_hat - dt K N_hat(u)) / (1 + dt K L).
 
 * Allen–Cahn ``u_t = Lap u + (u - u^3)/eps^2`` (1-D or 2-D): ``K = 1``, ``L = |k|^2``, ``N = (u^3 - u)/eps^2``.
+* Cahn–Hilliard ``u_t = Lap (u^3 - u - kappa Lap u)`` (a user data set that declares it): ``K = |k|^2`` (the
+  conserved mobility), ``L = kappa |k|^2``, ``N = u^3 - u``.
 * Generalised KdV ``u_t + c u^p u_x + d u_xxx = 0`` (1-D): ``u_t = d/dx mu`` with
   ``mu = -d u_xx - c u^{p+1}/(p+1)``, so ``K = -ik``, ``L = d k^2``, ``N = -c u^{p+1}/(p+1)``. KdV (c = 6,
   p = 1, d = 1) gives ``u+_hat = (u_hat - 3 i k dt FFT(u^2)) / (1 - i dt k^3)``. The chains use their
@@ -89,6 +91,8 @@ class Classical(Model):
         cfg = self.cfg
         if cfg.pde == "allen_cahn":
             return (u * u * u - u) * (1.0 / cfg.epsilon**2)
+        if cfg.pde == "cahn_hilliard":
+            return u * u * u - u
         up1 = u * u if cfg.power == 1 else u ** (cfg.power + 1)
         return up1 * (-float(cfg.nonlinear) / (cfg.power + 1))
 
@@ -105,6 +109,9 @@ class Classical(Model):
         if cfg.pde == "allen_cahn":
             # K = 1: a real, positive denominator.
             new_hat = (u_hat - dt * n_hat) / (1.0 + dt * k2)
+        elif cfg.pde == "cahn_hilliard":
+            # K = |k|^2, L = kappa |k|^2: real and positive.
+            new_hat = (u_hat - dt * k2 * n_hat) / (1.0 + dt * float(cfg.kappa) * k2 * k2)
         else:
             # K = -ik and L = d k^2; dt K is formed once in the input's complex dtype.
             dt_k = torch.complex(torch.zeros_like(k_odd), -dt * k_odd)
@@ -116,10 +123,13 @@ class Classical(Model):
         self.check_input(u)
         cfg = self.cfg
         k2, k_odd = self._symbols_for(u)
-        mu_hat = torch.fft.rfftn(u, dim=self._dims) * (k2 if cfg.pde == "allen_cahn" else cfg.dispersion * k2)
+        coefficient = {"allen_cahn": 1.0, "cahn_hilliard": float(cfg.kappa)}.get(cfg.pde, float(cfg.dispersion))
+        mu_hat = torch.fft.rfftn(u, dim=self._dims) * (coefficient * k2)
         mu_hat = mu_hat + torch.fft.rfftn(self.nonlinear(u), dim=self._dims)
         if cfg.pde == "gkdv":
             mu_hat = mu_hat * torch.complex(torch.zeros_like(k_odd), k_odd)  # -K = ik
+        elif cfg.pde == "cahn_hilliard":
+            mu_hat = -k2 * mu_hat
         else:
             mu_hat = -mu_hat
         return torch.fft.irfftn(mu_hat, s=cfg.shape, dim=self._dims)

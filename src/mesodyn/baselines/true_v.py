@@ -135,7 +135,11 @@ class SpecOnsNetTrueV(GradientFlowModel):
         if stepper not in TRUE_V_STEPPERS:
             raise ValueError(f"stepper must be one of {', '.join(TRUE_V_STEPPERS)} for the true-V model, "
                              f"got {stepper!r}.")
-        return _step(self, u, self.dt if dt is None else float(dt), stepper)
+        n = int(self.cfg.substeps)
+        h = (self.dt if dt is None else float(dt)) / n
+        for _ in range(n):
+            u = _step(self, u, h, stepper)
+        return u
 
     def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
         """``dV/dt = -<mu, M mu>`` per batch member (continuous time)."""

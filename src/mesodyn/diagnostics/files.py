@@ -20,7 +20,7 @@ from mesodyn.diagnostics.prediction import prediction
 from mesodyn.diagnostics.rollouts import energy_change_vs_dt, step_size_sweep
 from mesodyn.fields import cf_units, check_fields, contract_of, data_units, dataset_name, open_fields, write_netcdf
 from mesodyn.provenance import to_netcdf_attrs
-from mesodyn.registry import is_chain, true_energy_system
+from mesodyn.registry import true_energy_system
 
 __all__ = ["DIAGNOSTICS", "write_diagnostic", "diagnostic_file", "identifiability_file"]
 
@@ -185,11 +185,17 @@ def diagnostic_file(kind: str, *, run_dir: str | os.PathLike, data_path: str | o
 def _linear_truth(data: xr.Dataset) -> str | None:
     """The system whose linear rate :func:`mesodyn.diagnostics.identifiability.true_linear_rate` knows for this
     file: the known equation of its data set (a user's declared ``pde`` included), or the chain it was made from."""
+    from mesodyn.diagnostics.identifiability import TRUTH_SYSTEMS
+    from mesodyn.registry import dataset_info
+
     name = dataset_name(data)
-    system = true_energy_system(name)
-    if system is None and name is not None and is_chain(name):
-        system = str(data.attrs.get("model", name))
-    return system
+    try:
+        info = dataset_info(name or "")
+    except ValueError:
+        return None
+    if info.kind == "chain":
+        return str(data.attrs.get("model", name))
+    return info.pde if info.pde in TRUTH_SYSTEMS else None
 
 
 def identifiability_file(run_dirs: list[str | os.PathLike], *, data_path: str | os.PathLike,

@@ -43,7 +43,7 @@ from mesodyn.rollout import guarded_step
 
 __all__ = ["linear_response", "true_linear_rate", "relative_spread", "relative_residual", "identifiability"]
 
-TRUTH_SYSTEMS = ("allen_cahn", "kdv", "fput", "fene")
+TRUTH_SYSTEMS = ("allen_cahn", "kdv", "cahn_hilliard", "fput", "fene")
 """Systems whose linear rate about a uniform state is known (:func:`true_linear_rate`)."""
 
 
@@ -103,6 +103,8 @@ def true_linear_rate(system: str, k: Any, *, state: float = 0.0, attrs: Mapping[
     * ``allen_cahn``: ``u_t = lap u + (u - u^3) / eps^2``: ``-k^2 - (3 s^2 - 1) / eps^2`` (``eps`` from ``attrs``,
       default 0.1);
     * ``kdv``: ``u_t + 6 u u_x + u_xxx = 0``: ``i (k^3 - 6 s k)``;
+    * ``cahn_hilliard``: ``u_t = (u^3 - u - kappa u_xx)_xx``: ``-k^2 (kappa k^2 + 3 s^2 - 1)`` (``kappa`` from
+      ``attrs``);
     * ``fput``, ``fene``: the lattice's exact dispersion in the data's frame
       (:func:`mesodyn.chains.dispersion.mesoscopic_linear_rate`; ``attrs`` are the fields file's), or with
       ``as_simulated`` that of the velocity-Verlet step the data were simulated with.
@@ -114,6 +116,9 @@ def true_linear_rate(system: str, k: Any, *, state: float = 0.0, attrs: Mapping[
         return (-(k**2) - (3 * s**2 - 1) / eps**2).astype(np.complex128)
     if system == "kdv":
         return 1j * (k**3 - 6 * s * k)
+    if system == "cahn_hilliard":
+        kappa = float((attrs or {})["kappa"])
+        return (-(k**2) * (kappa * k**2 + 3 * s**2 - 1)).astype(np.complex128)
     if system in ("fput", "fene"):
         from mesodyn.chains.dispersion import mesoscopic_linear_rate
 
@@ -204,6 +209,8 @@ def _truths(system: str | None, k: np.ndarray, states: Sequence[float], attrs: M
     elif system == "kdv":
         n = 2 * (k.size - 1)  # W's symbol is zero on the self-conjugate Nyquist mode by construction
         out["true_symbol"] = -1j * k * (2 * np.arange(k.size) != n)
+    elif system == "cahn_hilliard":  # M = -d^2/dx^2 and V's gradient term kappa/2 u_x^2: b m = kappa k^2
+        out["true_symbol"] = (float(attrs["kappa"]) * k**2).astype(np.complex128)
     return out
 
 
@@ -251,7 +258,7 @@ def identifiability(models: Sequence[Any], data: xr.Dataset, *, labels: Sequence
     samples
         Trajectories that fix the compared modes (``|k| <= K`` holding ``fraction`` of their spectral energy) and
         the data's mean state (the mean of ``u`` over them): the runs' held-out test trajectories.
-    system : {"allen_cahn", "kdv", "fput", "fene"}, optional
+    system : {"allen_cahn", "kdv", "cahn_hilliard", "fput", "fene"}, optional
         The known truth (:func:`true_linear_rate`).
     fraction
         Share of the spectral energy that fixes the compared modes.

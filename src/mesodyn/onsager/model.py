@@ -141,9 +141,14 @@ class SpecOnsNet(GradientFlowModel):
         return super().energy(u)
 
     def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
-        """One step of size ``dt`` (default ``self.dt``) with ``stepper`` (default: the configured one)."""
+        """One step of size ``dt`` (default ``self.dt``) with ``stepper`` (default: the configured one), made of
+        the config's ``substeps`` substeps of ``dt / substeps``."""
         self.check_input(u)
-        return _step(self, u, self.dt if dt is None else float(dt), stepper or self.stepper)
+        n = int(self.cfg.substeps)
+        h = (self.dt if dt is None else float(dt)) / n
+        for _ in range(n):
+            u = _step(self, u, h, stepper or self.stepper)
+        return u
 
     def energy_lower_bound(self) -> torch.Tensor:
         """``C`` with ``V(u) >= -C`` for every field (``C = |Omega| ||w_out||_1``)."""
