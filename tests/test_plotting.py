@@ -23,9 +23,9 @@ from mesodyn.diagnostics import (
     dissipation_along_rollout, energy_along_truth, energy_change_vs_dt, energy_order, energy_vs_truth,
     operator_symbols, prediction, step_size_sweep, write_diagnostic,
 )
-from mesodyn.diagnostics import long_horizon
+from mesodyn.diagnostics import identifiability, long_horizon
 from mesodyn.evaluation import metric_dataset
-from mesodyn.figure_plan import long_horizon_plan
+from mesodyn.figure_plan import hypotheses_targets, identifiability_plan, identifiability_targets, long_horizon_plan
 from mesodyn.models import build_model, cast_module
 import mesodyn.figure_plan as plan_module
 import mesodyn.plotting as plotting_module
@@ -78,6 +78,8 @@ def diagnostics(model):
         "dissipation": dissipation_along_rollout(model, data, samples=[0, 1], n_steps=5),
         "prediction": prediction(model, data, samples=[1, 0]),
         "long_horizon": long_horizon(model, data, samples=[0, 1], n_steps=12),
+        "identifiability": identifiability([model, model], data, labels=["seed0", "seed1"], samples=[0, 1],
+                                           system="allen_cahn"),
     }
 
 
@@ -322,10 +324,14 @@ def test_plan_follows_the_config():
                 assert value and all(v.startswith(f"results/metrics/{dataset}/") for v in value)
             elif FIGURES[figure].every_run:
                 assert value == [e["path"] for e in long_horizon_plan(config, dataset=dataset)] and value
+            elif FIGURES[figure].across_fits:
+                assert value == identifiability_plan(config)[dataset]["path"]
             else:
                 assert value in planned
     targets = figure_targets(config)
-    assert len(targets) == 3 * len(plan) + 1 and targets[-1].endswith("table_rel_rmse_first5.html")
+    tables = identifiability_targets(config) + hypotheses_targets(config)
+    assert len(tables) == 6 and targets[-6:] == tables
+    assert len(targets) == 3 * len(plan) + 7 and targets[-7].endswith("table_rel_rmse_first5.html")
 
 
 def test_a_wrong_figures_run_is_one_sentence():

@@ -23,6 +23,7 @@ import pytest
 
 from mesodyn.config import load_config
 from mesodyn.plotting import FIGURES, figure_paths, figure_plan
+from mesodyn.figure_plan import HYPOTHESES_PAGE, IDENTIFIABILITY_PAGE
 
 pytestmark = pytest.mark.workflow
 
@@ -174,7 +175,8 @@ def test_report_loads_in_chromium_with_every_figure(ci_workflow, browser, tmp_pa
     report = work / "results" / "report.html"
     assert report.stat().st_size > 100_000
     config = load_config(work / "config" / "ci.yaml")
-    expected = {figure_paths(f, d)["png"] for f, d in figure_plan(config)} | {"results/figures/table_rel_rmse_first5.html"}
+    expected = {figure_paths(f, d)["png"] for f, d in figure_plan(config)} | {
+        "results/figures/table_rel_rmse_first5.html", IDENTIFIABILITY_PAGE, HYPOTHESES_PAGE}
 
     browser.call("Page.navigate", url=report.as_uri())
     browser.wait_for("document.readyState === 'complete' && typeof app !== 'undefined' && "
@@ -184,7 +186,8 @@ def test_report_loads_in_chromium_with_every_figure(ci_workflow, browser, tmp_pa
     assert expected <= paths, f"missing from the report: {sorted(expected - paths)}"
     # grouped by experiment: one category per figure (and the table), data sets as subcategories
     categories = browser.evaluate("Object.keys(categories)")
-    assert {FIGURES[f].category for f, _ in figure_plan(config)} | {"Fig. 2 – the 5-step table"} <= set(categories)
+    assert {FIGURES[f].category for f, _ in figure_plan(config)} | {
+        "Fig. 2 – the 5-step table", "Ours – hypotheses compared"} <= set(categories)
     # every entry has its caption and what we find
     info = browser.evaluate("Object.fromEntries(Object.entries(results).map(([k, v]) => "
                             "[k, [v.mime_type, v.caption.length, v.labels ? v.labels['we find'] || '' : '']]))")
