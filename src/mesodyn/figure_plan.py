@@ -312,8 +312,9 @@ def identifiability_plan(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]
 
 
 def hypotheses_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``hypotheses``: the compared runs, the ranking step and the tolerance, and per data set the evaluation files
-    of the compared runs fitted on it (data sets with fewer than two are left out).
+    """``hypotheses``: the compared runs, the ranking step and the tolerance, per data set the evaluation files of
+    the compared runs fitted on it (data sets with fewer than two are left out), and ``weights``, the fits' weight
+    files (each written with the ``summary.json`` the table reads).
 
     Raises
     ------
@@ -325,7 +326,7 @@ def hypotheses_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     section = dict(config.get("hypotheses", {}) or {})
     runs = section.get("runs")
     out = {"runs": list(runs or ()), "step": int(section.get("step", 5)),
-           "tolerance": float(section.get("tolerance", 0.1)), "files": {}}
+           "tolerance": float(section.get("tolerance", 0.1)), "files": {}, "weights": []}
     if runs is None:
         return out
     unknown = sorted(set(runs) - set(config.get("fit", {}).get("models", {})))
@@ -337,6 +338,7 @@ def hypotheses_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         fitted = [(r, s) for d, r, s in fit_runs(config) if d == dataset and r in runs]
         if len({r for r, _ in fitted}) >= 2:
             out["files"][dataset] = [f"results/metrics/{dataset}/{r}/seed{s}.nc" for r, s in fitted]
+            out["weights"] += [f"results/models/{dataset}/{r}/seed{s}/weights.pt" for r, s in fitted]
     return out
 
 

@@ -191,12 +191,7 @@ if HYPOTHESES["files"]:
                 for path in files
             ],
             # each fit's summary.json (its validation loss) is written by the job that writes weights.pt
-            weights=[
-                path.replace("results/metrics/", "results/models/").removesuffix(".nc")
-                + "/weights.pt"
-                for _, files in sorted(HYPOTHESES["files"].items())
-                for path in files
-            ],
+            weights=HYPOTHESES["weights"],
         output:
             csv=f"{HYPOTHESES_TABLE}.csv",
             md=f"{HYPOTHESES_TABLE}.md",
