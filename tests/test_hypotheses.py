@@ -7,11 +7,11 @@ import pytest
 
 from mesodyn.config import ConfigError
 from mesodyn.figure_plan import hypotheses_settings
-from mesodyn.hypotheses import describe_hypothesis, preferred
+from mesodyn.hypotheses import describe_hypothesis, free_parameters, preferred
 
 
 def rows(*items):
-    return pd.DataFrame([{"run": r, "n_parameters": n, "heldout_mean": m, "heldout_std_seeds": s}
+    return pd.DataFrame([{"run": r, "free_parameters": n, "heldout_mean": m, "heldout_std_seeds": s}
                          for r, n, m, s in items])
 
 
@@ -33,6 +33,16 @@ def test_a_simpler_class_outside_the_tolerance_is_not_preferred():
 def test_diverged_or_missing_errors_are_never_preferred():
     table = preferred(rows(("a", 10, float("nan"), 0.0), ("b", 100, 0.5, 0.0)), tolerance=0.1)
     assert table["preferred"].tolist() == [False, True]
+
+
+def test_free_parameters_count_what_a_class_pins():
+    base = {"name": "speconsnet", "shape": [64]}
+    assert free_parameters({**base, "operators": "M"}, 100) == 100
+    assert free_parameters({**base, "operators": "M", "conserved": True}, 100) == 99
+    assert free_parameters({**base, "operators": "W"}, 100) == 98          # k = 0 and the Nyquist mode
+    assert free_parameters({**base, "shape": [63], "operators": "W"}, 100) == 99
+    assert free_parameters({**base, "shape": [8, 6], "conserved": True}, 100) == 95
+    assert free_parameters({"name": "fno", "conserved": True}, 100) == 100
 
 
 def test_hypothesis_names():

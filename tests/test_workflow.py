@@ -55,7 +55,7 @@ def test_ci_workflow_runs_end_to_end_and_is_byte_stable(ci_workflow):
     # hypotheses compared where both runs are fitted (allen_cahn and kdv), one preferred per data set
     hyp = pd.read_csv(workdir / "results" / "tables" / "hypotheses.csv")
     assert sorted(set(hyp["dataset"])) == ["allen_cahn", "kdv"] and len(hyp) == 4
-    assert hyp.groupby("dataset")["preferred"].sum().tolist() == [1, 1]
+    assert hyp.groupby("dataset")["preferred"].sum().tolist() == [1, 1] and (hyp["free_parameters"] > 0).all()
     assert set(hyp["hypothesis"]) == {"M + W; V local + nonlocal", "M; V local"}
     for target in hypotheses_targets(config) + identifiability_targets(config):
         assert (workdir / target).stat().st_size > 0, target

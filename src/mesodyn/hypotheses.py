@@ -7,9 +7,11 @@ prefer, among the classes whose held-out error is as small as the best one's, th
 * the mean held-out relative RMSE at one rollout step (over seeds; the trajectories never trained on) ranks them;
 * a class is *as good as the best* when its mean exceeds the best mean by at most ``tolerance`` times the best mean
   plus the two classes' spread over seeds (``sqrt(std_a^2 + std_b^2)``, the seeds' standard deviation);
-* of those, the one with the fewest trained parameters is ``preferred`` (ties: the smaller error). Nested classes
-  (a conserved M inside a free M, M alone inside M + W, a local V inside local + nonlocal) then resolve to the
-  smallest that explains the data, which is Occam's razor on held-out error.
+* of those, the one with the fewest free parameters is ``preferred`` (ties: the smaller error). Free parameters
+  are the trained ones less those a class's constraints pin (:func:`free_parameters`: the mobility's ``m(0)`` of a
+  conserved class; ``W``'s values on the self-conjugate modes, where an antisymmetric symbol vanishes). Nested
+  classes (a conserved M inside a free M, M alone inside M + W, a local V inside local + nonlocal) then resolve to
+  the smallest that explains the data, which is Occam's razor on held-out error.
 
 The validation loss (mean and spread over seeds, from each fit's ``summary.json``) is reported beside it.
 Reads evaluation files and fit summaries only; imports no PyTorch.
@@ -27,9 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["HYPOTHESIS_COLUMNS", "describe_hypothesis", "hypothesis_table", "preferred", "write_hypothesis_table"]
+__all__ = ["HYPOTHESIS_COLUMNS", "describe_hypothesis", "free_parameters", "hypothesis_table", "preferred",
+           "write_hypothesis_table"]
 
-HYPOTHESIS_COLUMNS = ("dataset", "run", "hypothesis", "n_parameters", "seeds", "step", "heldout_mean",
+HYPOTHESIS_COLUMNS = ("dataset", "run", "hypothesis", "n_parameters", "free_parameters", "seeds", "step",
+                      "heldout_mean",
                       "heldout_std_seeds", "valid_loss_mean", "valid_loss_std_seeds", "as_good_as_best", "preferred")
 
 
@@ -46,6 +50,21 @@ def describe_hypothesis(config: Mapping[str, Any]) -> str:
         return f"{parts}; V true"
     energy = "V local + nonlocal" if int(config.get("nonlocal_modes", 16)) > 0 else "V local"
     return f"{parts}; {energy}"
+
+
+def free_parameters(config: Mapping[str, Any], n_parameters: int) -> int:
+    """The trained parameters of a model less those its class pins: a conserved mobility's ``m(0)`` (one), and
+    ``W``'s parameters on the self-conjugate modes (``2k = 0`` on every axis: ``prod(1 + [n even])`` of them), where
+    the antisymmetric symbol is zero by construction. Other models: ``n_parameters``."""
+    if str(config.get("name")) not in ("speconsnet", "speconsnet_true_v"):
+        return int(n_parameters)
+    operators = str(config.get("operators", "both"))
+    pinned = 0
+    if operators in ("both", "M") and config.get("conserved"):
+        pinned += 1
+    if operators in ("both", "W"):
+        pinned += int(np.prod([1 + (int(n) % 2 == 0) for n in config.get("shape", [])]))
+    return int(n_parameters) - pinned
 
 
 def _run_rows(metric_files: Iterable[str | os.PathLike], step: int) -> list[dict[str, Any]]:
@@ -69,10 +88,11 @@ def _run_rows(metric_files: Iterable[str | os.PathLike], step: int) -> list[dict
         summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
         config = json.loads((run_dirs[0] / "model.json").read_text()) if run_dirs else {}
         losses = np.array([s.get("best_valid_loss", math.nan) for s in summaries], dtype=float)
+        n_parameters = int(summaries[0]["n_parameters"]) if summaries else -1
         rows.append({
             "dataset": str(row["dataset"]), "run": run,
             "hypothesis": describe_hypothesis(config),
-            "n_parameters": int(summaries[0]["n_parameters"]) if summaries else -1,
+            "n_parameters": n_parameters, "free_parameters": free_parameters(config, n_parameters),
             "seeds": " ".join(d.name.removeprefix("seed") for d in run_dirs), "step": step,
             "heldout_mean": float(row["mean"]),
             "heldout_std_seeds": float(row["std_seeds"]) if int(row["n_seeds"]) > 1 else 0.0,
@@ -94,7 +114,7 @@ def preferred(group: pd.DataFrame, *, tolerance: float) -> pd.DataFrame:
     b_mean, b_std = group.loc[best, "heldout_mean"], group.loc[best, "heldout_std_seeds"]
     margin = tolerance * b_mean + np.sqrt(group["heldout_std_seeds"] ** 2 + b_std**2)
     group["as_good_as_best"] = finite & (group["heldout_mean"] - b_mean <= margin)
-    candidates = group[group["as_good_as_best"]].sort_values(["n_parameters", "heldout_mean"], kind="stable")
+    candidates = group[group["as_good_as_best"]].sort_values(["free_parameters", "heldout_mean"], kind="stable")
     group["preferred"] = group.index == candidates.index[0]
     return group
 
@@ -111,7 +131,7 @@ def hypothesis_table(metric_files: Iterable[str | os.PathLike], *, step: int = 5
         raise ValueError("the hypotheses table needs at least one evaluation file.")
     table = pd.DataFrame(rows)
     table = pd.concat([preferred(g, tolerance=tolerance) for _, g in table.groupby("dataset", sort=False)])
-    order = table.sort_values(["dataset", "n_parameters", "run"], kind="stable").index
+    order = table.sort_values(["dataset", "free_parameters", "run"], kind="stable").index
     return table.loc[order, list(HYPOTHESIS_COLUMNS)].reset_index(drop=True)
 
 
@@ -128,6 +148,7 @@ def write_hypothesis_table(table: pd.DataFrame, stem: str | os.PathLike, *, tole
     caption = (f"Hypothesis classes fitted to each data set, ranked by the mean relative RMSE at rollout step "
                f"{', '.join(map(str, steps))} on the held-out trajectories (never trained on), with its spread over "
                f"seeds and the validation loss. As good as the best: a mean within {100 * tolerance:g} % of the "
-               "best mean plus the two runs' spread over seeds. Preferred: of those, the class with the fewest "
-               "trained parameters.")
+               "best mean plus the two runs' spread over seeds. Preferred: of those, the class with the fewest free "
+               "parameters (the trained ones less those the class pins: a conserved mobility's m(0), W on the "
+               "self-conjugate modes).")
     return _write_captioned(table, shown, stem, name="hypotheses", title="hypotheses compared", caption=caption)
