@@ -337,9 +337,9 @@ def cf_units(ds: xr.Dataset, units: dict[str, str] | None) -> xr.Dataset:
             continue
         if described in _DATA_UNIT:
             value = units.get(_DATA_UNIT[described])
-        elif described == "1 / length unit of the data":
-            length = units.get("length")
-            value = None if not length else ("1" if length == "1" else f"1/({length})")
+        elif described in ("1 / length unit of the data", "1 / time unit of the data"):
+            unit = units.get(described.split()[2])
+            value = None if not unit else ("1" if unit == "1" else f"1/({unit})")
         elif "energy unit" in described:  # the model's or the data's energy, a rate or a density of it
             value = "1" if dimensionless else None
         else:

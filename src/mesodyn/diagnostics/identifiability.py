@@ -303,12 +303,12 @@ def identifiability(models: Sequence[Any], data: xr.Dataset, *, labels: Sequence
         "units": "1"})
     for key, value in _scores(per_fit, truths, sel).items():
         data_vars[key] = ((), value, {"long_name": key.replace("_", " "), "units": "1"})
-    data_vars["mean_state"] = ((), states[1], {"long_name": "mean of u over the trajectories", "units": "1"})
+    data_vars["mean_state"] = ((), states[1], {"long_name": "mean of u over the trajectories", "units": "unit of u"})
     data_vars["k_energetic"] = ((), k_max, {"long_name": "largest compared wavenumber",
                                             "units": "1 / length unit of the data"})
     coords = {"fit": ("fit", np.asarray(list(labels), dtype=object), {"long_name": "fit", "units": "1"}),
               "k": ("k", k, {"long_name": "wavenumber along x", "units": "1 / length unit of the data"}),
-              "u_value": ("u_value", u_values, {"long_name": "value of u", "units": "1"})}
+              "u_value": ("u_value", u_values, {"long_name": "value of u", "units": "unit of u"})}
     ds = xr.Dataset(data_vars, coords=coords)
     settings = {"system": system or "none", "fraction": fraction, "stepper": _stepper_name(models[0], stepper),
                 "dtype": dtype, "fits": ",".join(labels)}
