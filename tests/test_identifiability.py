@@ -189,6 +189,9 @@ def test_identifiability_of_identical_and_different_fits(tmp_path):
     assert table.loc[0, "truth"] == "allen_cahn" and table.loc[0, "run"] == "speconsnet"
     paths = write_identifiability_table(table, tmp_path / "table")
     assert "| allen_cahn" in paths["md"].read_text()
+    different.attrs["run"] = "halves"  # a group of runs (identifiability.compare) is named by the group
+    different.to_netcdf(tmp_path / "group.nc")
+    assert identifiability_table([tmp_path / "group.nc"]).loc[0, "run"] == "halves"
 
 
 def test_identifiability_of_the_true_allen_cahn_model():
@@ -224,3 +227,45 @@ def test_classical_cahn_hilliard_is_the_examples_own_scheme():
     np.testing.assert_allclose(v.numpy(), u[:, 1], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="kappa"):
         classical((32,), (TWO_PI,), 1e-3, dataset="cahn_hilliard", attrs={})
+
+
+# -- which fits the workflow compares ----------------------------------------------------------------------------------
+def _config_with_halves(**compare):
+    import copy
+    from pathlib import Path
+
+    from mesodyn.config import read_config_file, validate_config
+
+    raw = copy.deepcopy(read_config_file(Path(__file__).resolve().parents[1] / "config" / "ci.yaml"))
+    models = raw["fit"]["models"]
+    for i in (0, 1):
+        models[f"half{i}"] = {**models["speconsnet"], "train": {"train_part": [i, 2]}}
+    raw["fit"]["datasets"]["allen_cahn"]["models"] += ["half0", "half1"]
+    raw["identifiability"] = {"compare": compare or {"halves": ["half0", "half1"]}}
+    return validate_config(raw)
+
+
+def test_identifiability_compares_the_diagnosed_run_the_hypotheses_and_the_groups():
+    from mesodyn.figure_plan import identifiability_entries
+
+    entries = {(e["dataset"], e["run"]): e for e in identifiability_entries(_config_with_halves())}
+    assert ("allen_cahn", "speconsnet_m_local") in entries and ("kdv", "speconsnet_m_local") in entries
+    halves = entries[("allen_cahn", "halves")]
+    assert halves["run_dirs"] == ["results/models/allen_cahn/half0/seed0", "results/models/allen_cahn/half1/seed0"]
+    assert halves["path"] == "results/diagnostics/allen_cahn/halves/identifiability.nc"
+    # where both halves are fitted: allen_cahn (named there) and kdv (which fits every run in ci.yaml)
+    assert {dataset for dataset, run in entries if run == "halves"} == {"allen_cahn", "kdv"}
+    assert len({e["path"] for e in entries.values()}) == len(entries)
+
+
+@pytest.mark.parametrize("compare, message", [
+    ({"speconsnet": ["half0", "half1"]}, "must not take the name of a run"),
+    ({"halves": ["half0", "nope"]}, "names 'nope', which is not a run of fit.models"),
+    ({"halves": ["half0", "classical"]}, "names 'classical', a classical model"),
+])
+def test_a_wrong_identifiability_group_is_one_sentence(compare, message):
+    from mesodyn.config import ConfigError
+    from mesodyn.figure_plan import identifiability_entries
+
+    with pytest.raises(ConfigError, match=message):
+        identifiability_entries(_config_with_halves(**compare))

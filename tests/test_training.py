@@ -302,6 +302,27 @@ def test_same_config_gives_byte_identical_outputs(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+def test_train_part_trains_on_disjoint_parts_with_the_same_valid_and_test(tmp_path):
+    whole = toy_fit(tmp_path / "whole", max_epochs=10, valid_every=10)
+    halves = [toy_fit(tmp_path / f"half{i}", max_epochs=10, valid_every=10, train_part=(i, 2)) for i in (0, 1)]
+    a, b = (set(h.split["train"]) for h in halves)
+    assert not a & b and a | b == set(whole.split["train"]) and abs(len(a) - len(b)) <= 1
+    for h in halves:
+        assert (h.split["valid"], h.split["test"]) == (whole.split["valid"], whole.split["test"])
+    assert halves[0].history[0]["train_loss"] != halves[1].history[0]["train_loss"]
+    record = json.loads((tmp_path / "half1" / "split.json").read_text())
+    assert record["train_part"] == [1, 2] and record["train"] == sorted(b)
+    assert "train_part" not in json.loads((tmp_path / "whole" / "split.json").read_text())
+    assert "train_part" not in TrainConfig().to_dict()  # the fingerprint of a fit on all trajectories is unchanged
+    assert TrainConfig.from_dict({"train_part": [1, 3]}).train_part == (1, 3)
+
+
+@pytest.mark.parametrize("part", [(2, 2), (-1, 2), (0, 0), (0.5, 2), (0, 2, 3), (True, 2)])
+def test_train_part_is_checked(part):
+    with pytest.raises(ValueError, match="train_part"):
+        TrainConfig(train_part=part)
+
+
 def test_seed_changes_the_run(tmp_path):
     a = toy_fit(tmp_path / "a", seed=1)
     b = toy_fit(tmp_path / "b", seed=2)

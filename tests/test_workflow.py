@@ -11,8 +11,8 @@ import xarray as xr
 from conftest import run_snakemake
 from mesodyn.config import fit_runs, load_config
 from mesodyn.fields import read_fields
-from mesodyn.figure_plan import (hypotheses_targets, identifiability_plan, identifiability_targets, long_horizon_plan,
-                                 long_horizon_targets)
+from mesodyn.figure_plan import (hypotheses_targets, identifiability_entries, identifiability_plan,
+                                 identifiability_targets, long_horizon_plan, long_horizon_targets)
 from mesodyn.plotting import FIGURES, diagnostic_plan, figure_plan, figure_targets
 
 pytestmark = pytest.mark.workflow
@@ -47,9 +47,14 @@ def test_ci_workflow_runs_end_to_end_and_is_byte_stable(ci_workflow):
     table = pd.read_csv(workdir / "results" / "tables" / "long_horizon.csv")
     assert len(table) == len({(e["dataset"], e["run"]) for e in horizons}) and (table["n_steps"] == 40).all()
     assert long_horizon_targets(config) and all((workdir / t).stat().st_size > 0 for t in long_horizon_targets(config))
-    # what the model learned: a row per data set the diagnosed run is fitted on (one seed here: no spread)
+    # what the model learned: a row per data set the diagnosed run is fitted on, and one per other compared hypothesis
+    # class (speconsnet_m_local on allen_cahn and kdv); one seed here: no spread
     ident = pd.read_csv(workdir / "results" / "tables" / "identifiability.csv")
-    assert sorted(ident["dataset"]) == sorted(identifiability_plan(config))
+    assert set(ident["dataset"]) == set(identifiability_plan(config))
+    assert sorted(zip(ident["dataset"], ident["run"])) == sorted(
+        (e["dataset"], e["run"]) for e in identifiability_entries(config))
+    assert {("allen_cahn", "speconsnet_m_local"), ("kdv", "speconsnet_m_local")} <= set(zip(ident["dataset"],
+                                                                                           ident["run"]))
     assert set(ident.loc[ident["dataset"].isin(["fput", "fene"]), "truth"]) == {"fput", "fene"}
     assert ident["rate_zero_spread"].isna().all() and ident["identified"].isna().all()
     # hypotheses compared where both runs are fitted (allen_cahn and kdv), one preferred per data set

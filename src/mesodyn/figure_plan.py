@@ -19,7 +19,7 @@ from mesodyn.registry import DATASETS, MODELS, DatasetInfo, dataset_info, diagno
 __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels", "long_horizon_plan", "long_horizon_path", "long_horizon_steps", "long_horizon_targets",
-           "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_targets", "IDENTIFIABILITY_TABLE",
+           "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_entries", "identifiability_targets", "IDENTIFIABILITY_TABLE",
            "IDENTIFIABILITY_PAGE", "hypotheses_settings", "hypotheses_targets", "HYPOTHESES_TABLE", "HYPOTHESES_PAGE"]
 
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
@@ -311,6 +311,56 @@ def identifiability_plan(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return out
 
 
+def identifiability_entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every identifiability file of the workflow: the diagnosed run's on each data set (:func:`identifiability_plan`,
+    the one the figure draws); on each data set of the hypothesis comparison (:func:`hypotheses_settings`) every
+    other compared run of a model with Fourier operators, so that the table says whether the class the data prefer
+    is identified; and each group of ``identifiability.compare`` (every seed of every run of the group, e.g. fits on
+    disjoint halves of the data) on each data set where all its runs are fitted. Each entry:
+    ``{"dataset", "run", "path", "run_dirs"}`` (``run``: the run's or the group's name), sorted by data set and run.
+
+    Raises
+    ------
+    mesodyn.config.ConfigError
+        One sentence, if a group of ``identifiability.compare`` names a run that is not in fit.models or not a model
+        with Fourier operators, or is named as a run itself.
+    """
+    from mesodyn.config import ConfigError, fit_runs
+
+    entries = [{"dataset": d, "run": figures_settings(config)["run"], **entry}
+               for d, entry in identifiability_plan(config).items()]
+    models = config.get("fit", {}).get("models", {})
+    fitted = fit_runs(config)
+
+    def add(dataset: str, name: str, runs: list[str]) -> None:
+        run_dirs = [f"results/models/{dataset}/{r}/seed{s}" for r in runs for d, rr, s in fitted
+                    if d == dataset and rr == r]
+        if run_dirs and not any(e["dataset"] == dataset and e["run"] == name for e in entries):
+            entries.append({"dataset": dataset, "run": name, "run_dirs": run_dirs,
+                            "path": f"results/diagnostics/{dataset}/{name}/identifiability.nc"})
+
+    compared = hypotheses_settings(config)
+    for dataset in compared["files"]:
+        for run in compared["runs"]:
+            if models[run].get("name") in diagnosable_models():
+                add(dataset, run, [run])
+    groups = dict((config.get("identifiability", {}) or {}).get("compare", {}) or {})
+    for name, runs in groups.items():
+        key = f"config 'identifiability.compare.{name}'"
+        if name in models:
+            raise ConfigError(f"{key}: a group must not take the name of a run of fit.models.")
+        for run in runs:
+            if run not in models:
+                raise ConfigError(f"{key} names '{run}', which is not a run of fit.models.")
+            if models[run].get("name") not in diagnosable_models():
+                raise ConfigError(f"{key} names '{run}', a {models[run].get('name')} model; identifiability "
+                                  f"compares models with Fourier operators ({', '.join(diagnosable_models())}).")
+        for dataset in config.get("datasets", []):
+            if all(any(d == dataset and r == run for d, r, _ in fitted) for run in runs):
+                add(dataset, name, list(runs))
+    return sorted(entries, key=lambda e: (e["dataset"], e["run"]))
+
+
 def hypotheses_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """``hypotheses``: the compared runs, the ranking step and the tolerance, per data set the evaluation files of
     the compared runs fitted on it (data sets with fewer than two are left out), and ``weights``, the fits' weight
@@ -382,7 +432,7 @@ def figure_targets(config: Mapping[str, Any]) -> list[str]:
 
 def identifiability_targets(config: Mapping[str, Any]) -> list[str]:
     """The identifiability table (CSV, Markdown, and its page of the report) where the diagnosed run is fitted."""
-    if not identifiability_plan(config):
+    if not identifiability_entries(config):
         return []
     return [f"{IDENTIFIABILITY_TABLE}.{ext}" for ext in ("csv", "md")] + [IDENTIFIABILITY_PAGE]
 

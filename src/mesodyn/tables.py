@@ -624,7 +624,7 @@ def identifiability_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
     rows = []
     for path in files:
         ds = _load(path)
-        run = Path(str(ds.attrs["run_dirs"]).split(",")[0]).parent.name
+        run = str(ds.attrs.get("run", Path(str(ds.attrs["run_dirs"]).split(",")[0]).parent.name))
         row: dict[str, Any] = {"dataset": str(ds.attrs["dataset"]), "model": str(ds.attrs["model"]), "run": run,
                                "fits": str(ds.attrs["fits"]).replace(",", " "), "truth": str(ds.attrs["system"])}
         for column in IDENTIFIABILITY_COLUMNS[5:-1]:

@@ -21,7 +21,7 @@ from mesodyn.figure_plan import (
     figure_paths,
     figure_plan,
     hypotheses_settings,
-    identifiability_plan,
+    identifiability_entries,
     long_horizon_plan,
     long_horizon_steps,
     report_labels,
@@ -30,7 +30,7 @@ from mesodyn.figure_plan import (
 try:
     FIGURE_PLAN = figure_plan(config)
     DIAGNOSTIC_PLAN = diagnostic_plan(config)
-    IDENTIFIABILITY_PLAN = identifiability_plan(config)
+    IDENTIFIABILITY_FILES = identifiability_entries(config)
     HYPOTHESES = hypotheses_settings(config)
 except ConfigError as exc:
     sys.stderr.write(f"mesodyn: {exc}\n")
@@ -120,21 +120,24 @@ rule long_horizon_table:
         "../scripts/long_horizon_table.py"
 
 
-# What the model learned: every seed of the diagnosed run (figures.run) compared on each data set, in one job (seconds
-# of work per data set; mesodyn.diagnostics.identifiability_file); then one table of them all, with its report page.
-if IDENTIFIABILITY_PLAN:
+# What the model learned: every seed of the diagnosed run (figures.run), and of each compared hypothesis class, on each
+# data set, in one job (seconds of work per file; mesodyn.diagnostics.identifiability_file); then one table of them
+# all, with its report page.
+if IDENTIFIABILITY_FILES:
 
     rule identifiability:
         input:
-            data=[f"results/data/{d}.nc" for d in sorted(IDENTIFIABILITY_PLAN)],
+            data=sorted(
+                {f"results/data/{e['dataset']}.nc" for e in IDENTIFIABILITY_FILES}
+            ),
             weights=[
                 f"{run_dir}/{name}"
-                for _, entry in sorted(IDENTIFIABILITY_PLAN.items())
+                for entry in IDENTIFIABILITY_FILES
                 for run_dir in entry["run_dirs"]
                 for name in ("weights.pt", "model.json", "split.json")
             ],
         output:
-            [entry["path"] for _, entry in sorted(IDENTIFIABILITY_PLAN.items())],
+            [entry["path"] for entry in IDENTIFIABILITY_FILES],
         log:
             "logs/diagnostics/identifiability.log",
         benchmark:
@@ -144,21 +147,21 @@ if IDENTIFIABILITY_PLAN:
         threads: 1
         params:
             plan=[
-                {"data": f"results/data/{d}.nc", **entry}
-                for d, entry in sorted(IDENTIFIABILITY_PLAN.items())
+                {"data": f"results/data/{entry['dataset']}.nc", **entry}
+                for entry in IDENTIFIABILITY_FILES
             ],
         script:
             "../scripts/identifiability.py"
 
 
-if IDENTIFIABILITY_PLAN:
+if IDENTIFIABILITY_FILES:
 
     localrules:
         identifiability_table,
 
     rule identifiability_table:
         input:
-            [entry["path"] for _, entry in sorted(IDENTIFIABILITY_PLAN.items())],
+            [entry["path"] for entry in IDENTIFIABILITY_FILES],
         output:
             csv=f"{IDENTIFIABILITY_TABLE}.csv",
             md=f"{IDENTIFIABILITY_TABLE}.md",

@@ -199,11 +199,12 @@ def _linear_truth(data: xr.Dataset) -> str | None:
 
 
 def identifiability_file(run_dirs: list[str | os.PathLike], *, data_path: str | os.PathLike,
-                         out_path: str | os.PathLike, fraction: float = 0.999) -> Path:
+                         out_path: str | os.PathLike, fraction: float = 0.999, name: str | None = None) -> Path:
     """:func:`mesodyn.diagnostics.identifiability` of the models saved in ``run_dirs`` (several fits of one
     hypothesis on one data set: training seeds, disjoint halves of the training trajectories), written to
     ``out_path``. The compared modes and the mean state come from the first run's held-out test trajectories; the
-    truth is the one known for the data set (its equation, or the chain's lattice dispersion)."""
+    truth is the one known for the data set (its equation, or the chain's lattice dispersion). ``name`` (attribute
+    ``run``): what the fits are of, by default the first fit's run."""
     if not run_dirs:
         raise ValueError("identifiability needs at least one fitted run.")
     run_dirs = [Path(d) for d in run_dirs]
@@ -214,6 +215,6 @@ def identifiability_file(run_dirs: list[str | os.PathLike], *, data_path: str | 
         check_fields(data, contract=contract_of(dataset_name(data)), source=data_path, samples=[])
         ds = identifiability(models, data, labels=labels, samples=samples, system=_linear_truth(data),
                              fraction=fraction)
-    ds.attrs.update(to_netcdf_attrs({"run_dirs": ",".join(str(d) for d in run_dirs),
-                                     "data_path": str(data_path)}))
+    ds.attrs.update(to_netcdf_attrs({"run_dirs": ",".join(str(d) for d in run_dirs), "data_path": str(data_path),
+                                     "run": name or run_dirs[0].parent.name}))
     return write_diagnostic(cf_units(ds, _units_of(data_path)), out_path)

@@ -57,6 +57,11 @@ class TrainConfig:
         ``seed`` so that every training seed and every model is tested on the same trajectories.
     split : tuple of float
         Train, validation and test fractions of the trajectories (sum 1).
+    train_part : tuple of int or None
+        ``(i, n)``: train on the ``i``-th of ``n`` disjoint parts of the training trajectories (every ``n``-th of
+        them from the ``i``-th on); validation and test stay the same. Fits on ``(0, 2)`` and ``(1, 2)`` saw disjoint
+        data and are compared on the same held-out trajectories: the identifiability across halves of the data.
+        ``None`` (default): all training trajectories.
     device : {"auto", "cpu", "cuda"}
         ``auto`` takes CUDA when available.
     dtype : {"float32", "float64"}
@@ -80,6 +85,7 @@ class TrainConfig:
     seed: int = 42
     split_seed: int = 42
     split: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    train_part: tuple[int, int] | None = None
     device: str = "auto"
     dtype: str = "float32"
 
@@ -126,6 +132,12 @@ class TrainConfig:
         if split[0] <= 0 or split[1] <= 0:
             raise ValueError(f"split needs positive train and validation fractions, got {self.split!r}.")
         object.__setattr__(self, "split", split)
+        if self.train_part is not None:
+            part = tuple(self.train_part)
+            if len(part) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in part) \
+                    or not 0 <= part[0] < part[1]:
+                raise ValueError(f"train_part must be [i, n] with integers 0 <= i < n, got {self.train_part!r}.")
+            object.__setattr__(self, "train_part", (int(part[0]), int(part[1])))
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}.")
         if self.dtype not in ("float32", "float64"):
@@ -143,11 +155,17 @@ class TrainConfig:
         values = dict(values)
         if "split" in values:
             values["split"] = tuple(values["split"])
+        if values.get("train_part") is not None:
+            values["train_part"] = tuple(values["train_part"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["split"] = list(self.split)
+        if self.train_part is None:
+            del out["train_part"]  # the fingerprint of every fit trained before the option existed stays the same
+        else:
+            out["train_part"] = list(self.train_part)
         return out
 
     def lr_factor_at(self, epoch: int) -> float:
