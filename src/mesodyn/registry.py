@@ -142,7 +142,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _CONFIGS = "mesodyn.models.configs"
-_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential")  # mesodyn.models.configs.STEPPERS
+_ONSAGER_STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential", "etdrk2")  # mesodyn.models.configs.STEPPERS
 _LOCAL_DERIVATIVES = ("exact", "interpolant")  # mesodyn.models.configs.LOCAL_DERIVATIVES
 
 MODELS: dict[str, ModelInfo] = {

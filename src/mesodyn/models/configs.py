@@ -21,8 +21,9 @@ __all__ = [
 ]
 
 # Time steppers of the Onsager models (mesodyn.onsager.steppers): the paper's explicit Euler and SBDF1, our
-# provably energy-dissipating stabilized SBDF1, and our second-order average-vector-field (discrete-gradient) step.
-STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential")
+# provably energy-dissipating stabilized SBDF1, our second-order average-vector-field (discrete-gradient) step, and
+# our exponential integrators (exponential Euler and ETD2RK: the linear part exact).
+STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential", "etdrk2")
 # The steppers whose energy law needs mu = dV/du (refused with the paper's V_nl gradient, and without a V).
 ENERGY_STEPPERS = ("stabilized", "avf")
 # How F' is evaluated at the grid points (mesodyn.onsager.energy): exactly, or through the verified interpolant.
