@@ -199,8 +199,10 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
         Grid points and domain length per axis, and the default time step: from the data.
     stepper
         ``"euler"`` (paper), ``"sbdf1"`` (paper), ``"stabilized"`` (ours: provably energy-dissipating, first
-        order) or ``"avf"`` (ours: average vector field, second order, ``V(u+) - V(u) = -dt <mu_bar, M mu_bar>``
-        to quadrature and solver accuracy; implicit, solved by a fixed-point iteration).
+        order), ``"avf"`` (ours: average vector field, second order, ``V(u+) - V(u) = -dt <mu_bar, M mu_bar>``
+        to quadrature and solver accuracy; implicit, solved by a fixed-point iteration), ``"exponential"`` (ours:
+        exponential Euler, the linear part exact) or ``"etdrk2"`` (ours: ETD2RK, the same to second order);
+        :mod:`mesodyn.onsager.steppers`.
     substeps
         Substeps of ``dt / substeps`` per step (default 1, the paper's): a trained map then resolves modes that are
         stiff on the frame spacing (docs/identifiability.md), at ``substeps`` times the cost.
