@@ -69,3 +69,33 @@ def test_hypotheses_settings_plan_and_mistakes():
         hypotheses_settings(_config(["a", "zz"]))
     with pytest.raises(ConfigError, match="at least two"):
         hypotheses_settings(_config(["a"]))
+
+
+def test_a_mobility_above_a_wavenumber_acts_there_only():
+    """``mobility_above``: m(k) = 0 on |k| <= K (pinned: not free), M as before above; W untouched."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from mesodyn.models import build_model
+
+    model = build_model({"name": "speconsnet", "shape": [32], "length": [2 * math.pi], "dt": 1e-3,
+                         "nonlocal_modes": 0, "hidden": 4, "mobility_above": 3, "init_m_cap": None}).double()
+    m, _ = model.operators.symbols()
+    k = np.abs(np.fft.rfftfreq(32, d=1 / 32))
+    assert torch.all(m[torch.as_tensor(k <= 3)] == 0) and torch.all(m[torch.as_tensor(k > 3)] == 1)
+    u = torch.randn(2, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model.zero_grad()
+    model.step(u).pow(2).sum().backward()
+    theta_grad = model.operators.theta.grad
+    assert torch.all(theta_grad[:4] == 0) and theta_grad[4:].abs().sum() > 0  # pairs k = 0..3 have no gradient
+    config = {"name": "speconsnet", "operators": "both", "mobility_above": 3, "nonlocal_modes": 0,
+              "shape": [32], "length": [2 * math.pi]}
+    assert describe_hypothesis(config) == "W + M (|k| > 3); V local"
+    assert free_parameters(config, 1000) == 1000 - 4 - 2  # m(0..3); W on k = 0 and on the Nyquist mode
+    for bad, message in (({"operators": "W"}, "needs operators 'both' or 'M'"), ({"mobility_above": -1.0},
+                                                                                    "mobility_above")):
+        with pytest.raises(ValueError, match=message):
+            build_model({"name": "speconsnet", "shape": [32], "length": [2 * math.pi], "dt": 1e-3,
+                         "mobility_above": 3, **bad})

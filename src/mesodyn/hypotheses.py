@@ -45,22 +45,42 @@ def describe_hypothesis(config: Mapping[str, Any]) -> str:
         return name
     operators = str(config.get("operators", "both"))
     mobility = "M (conserved)" if config.get("conserved") else "M"
-    parts = {"both": f"{mobility} + W", "M": mobility, "W": "W"}[operators]
+    if config.get("mobility_above") is not None:
+        mobility = f"M (|k| > {float(config['mobility_above']):g})"
+    parts = {"both": f"W + {mobility}" if config.get("mobility_above") is not None else f"{mobility} + W",
+             "M": mobility, "W": "W"}[operators]
     if name == "speconsnet_true_v":
         return f"{parts}; V true"
     energy = "V local + nonlocal" if int(config.get("nonlocal_modes", 16)) > 0 else "V local"
     return f"{parts}; {energy}"
 
 
+def _pairs_up_to(shape: Iterable[int], length: Iterable[float], k_max: float) -> int:
+    """The pairs of modes ``{k, -k}`` of a grid with ``|k| <= k_max`` (a self-conjugate mode is a pair alone)."""
+    shape, length = [int(n) for n in shape], [float(x) for x in length]
+    axes = [2 * np.pi * np.fft.fftfreq(n, d=L / n) for n, L in zip(shape, length)]
+    k2 = sum(g ** 2 for g in np.meshgrid(*axes, indexing="ij"))
+    inside = k2 <= k_max ** 2 * (1 + 1e-12)
+    self_conjugate = np.ones(shape, dtype=bool)
+    for axis, n in enumerate(shape):
+        index = np.arange(n).reshape([-1 if a == axis else 1 for a in range(len(shape))])
+        self_conjugate = self_conjugate & ((2 * index) % n == 0)
+    alone = int((inside & self_conjugate).sum())
+    return (int(inside.sum()) - alone) // 2 + alone
+
+
 def free_parameters(config: Mapping[str, Any], n_parameters: int) -> int:
-    """The trained parameters of a model less those its class pins: a conserved mobility's ``m(0)`` (one), and
-    ``W``'s parameters on the self-conjugate modes (``2k = 0`` on every axis: ``prod(1 + [n even])`` of them), where
-    the antisymmetric symbol is zero by construction. Other models: ``n_parameters``."""
+    """The trained parameters of a model less those its class pins: a conserved mobility's ``m(0)`` (one), or with
+    ``mobility_above`` every ``m(k)`` with ``|k|`` at or below it, and ``W``'s parameters on the self-conjugate modes
+    (``2k = 0`` on every axis: ``prod(1 + [n even])`` of them), where the antisymmetric symbol is zero by
+    construction. Other models: ``n_parameters``."""
     if str(config.get("name")) not in ("speconsnet", "speconsnet_true_v"):
         return int(n_parameters)
     operators = str(config.get("operators", "both"))
     pinned = 0
-    if operators in ("both", "M") and config.get("conserved"):
+    if operators in ("both", "M") and config.get("mobility_above") is not None:
+        pinned += _pairs_up_to(config["shape"], config["length"], float(config["mobility_above"]))
+    elif operators in ("both", "M") and config.get("conserved"):
         pinned += 1
     if operators in ("both", "W"):
         pinned += int(np.prod([1 + (int(n) % 2 == 0) for n in config.get("shape", [])]))

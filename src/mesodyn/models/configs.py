@@ -176,11 +176,17 @@ class _OnsagerOperatorsConfig(ModelConfig):
     init_m: float = 1.0
     init_m_cap: float | None = 0.1
     substeps: int = 1
+    mobility_above: float | None = None
 
     def validate(self) -> None:
         _choice("stepper", self.stepper, STEPPERS)
         _positive_int("substeps", self.substeps)
         _choice("operators", self.operators, OPERATOR_CHOICES)
+        if self.mobility_above is not None:
+            _positive("mobility_above", self.mobility_above, allow_zero=True)
+            if self.operators == "W":
+                raise ValueError("mobility_above restricts M to the modes above it; it needs operators 'both' or "
+                                 "'M', got operators 'W'.")
         _choice("init", self.init, INITS)
         if not isinstance(self.conserved, bool):
             raise ValueError(f"conserved must be true or false, got {self.conserved!r}.")
@@ -210,6 +216,11 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
         ``"both"`` (M and W), ``"M"`` (dissipative only) or ``"W"`` (conservative only).
     conserved
         ``m(0) = 0``: the dissipation conserves the mean of the field.
+    mobility_above
+        ``m(k) = 0`` on every mode with ``|k| <= mobility_above`` (in the data's wavenumber units, ``2 pi n / L``):
+        ``M`` then acts only on the modes above, as a closure for modes the data do not resolve, and the resolved
+        ones follow ``W`` alone (a hypothesis class of its own; docs/identifiability.md). ``None`` (default): ``M``
+        on every mode.
     gauge
         ``"none"`` or ``"unit_b"``: fix ``b = 1``, which removes the scale freedom
         ``(M, W, V) -> (M/c, W/c, c V)`` of the factorization.

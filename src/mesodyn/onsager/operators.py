@@ -155,10 +155,12 @@ class FourierOperators(nn.Module):
     init_m
         Initial value of ``m(k)`` (``theta = sqrt(init_m)``), or per pair of modes an array of ``n_pairs``
         values (see :meth:`SpecOnsNet` option ``init_m_cap``).
+    mobility_above
+        If given, ``m(k) = 0`` on every mode with ``|k| <= mobility_above``: ``M`` acts on the modes above only.
     """
 
     def __init__(self, *, grid: SpectralGrid, operators: str = "both", conserved: bool = False,
-                 init_m: float | np.ndarray = 1.0):
+                 init_m: float | np.ndarray = 1.0, mobility_above: float | None = None):
         super().__init__()
         if operators not in ("both", "M", "W"):
             raise ValueError(f"operators must be 'both', 'M' or 'W', got {operators!r}.")
@@ -175,6 +177,9 @@ class FourierOperators(nn.Module):
         mask = np.ones(n_pairs)
         if self.conserved:
             mask[pair[(0,) * grid.ndim]] = 0.0
+        self.mobility_above = None if mobility_above is None else float(mobility_above)
+        if self.mobility_above is not None:
+            mask[self.pair_k2() <= self.mobility_above ** 2 * (1 + 1e-12)] = 0.0
         self.register_buffer("m_mask", torch.as_tensor(mask, dtype=torch.get_default_dtype()), persistent=False)
         theta0 = torch.sqrt(torch.as_tensor(np.broadcast_to(np.asarray(init_m, dtype=float), (n_pairs,)).copy(),
                                             dtype=torch.get_default_dtype()))
@@ -269,4 +274,5 @@ def grid_and_operators(cfg) -> tuple[SpectralGrid, FourierOperators]:
     ``length``, ``operators``, ``conserved``, ``init_m``): shared by SpecOnsNet, its true-V ablation and
     Res-OnsagerNet, which then set their initial symbols (``cap_mobility_`` or ``paper_init_``)."""
     grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
-    return grid, FourierOperators(grid=grid, operators=cfg.operators, conserved=cfg.conserved, init_m=cfg.init_m)
+    return grid, FourierOperators(grid=grid, operators=cfg.operators, conserved=cfg.conserved, init_m=cfg.init_m,
+                                  mobility_above=getattr(cfg, "mobility_above", None))
