@@ -643,7 +643,8 @@ def write_identifiability_table(table: pd.DataFrame, stem: str | os.PathLike) ->
         shown[column] = [format_sig(x) for x in table[column]]
     shown["k_energetic"] = [f"{x:.4g}" for x in table["k_energetic"]]
     shown["identified"] = ["one fit" if x is None or x != x else ("yes" if x else "no") for x in table["identified"]]
-    caption = ("Several fits of one run (its training seeds) compared over the modes 0 < k <= k_energetic that "
+    caption = ("Several fits of one run (its training seeds), or of a group of runs (identifiability.compare), "
+               "compared over the modes 0 < k <= k_energetic that "
                "hold 99.9 % of the held-out data's spectral energy. spread: relative spread across the fits; "
                "residual: relative L2 distance of the worst fit from the truth; max_mode_error: its largest "
                "deviation on one mode (the symbol: relative to the true value; the rates: to the true rate's rms). "
