@@ -99,3 +99,41 @@ def test_a_mobility_above_a_wavenumber_acts_there_only():
         with pytest.raises(ValueError, match=message):
             build_model({"name": "speconsnet", "shape": [32], "length": [2 * math.pi], "dt": 1e-3,
                          "mobility_above": 3, **bad})
+
+
+def test_a_first_order_w_is_c_dot_k_with_one_coefficient_per_axis():
+    """``w_symbol: first_order``: phi(k) = c . k (Nyquist components as 0), odd on the grid, and
+    ``-c d/dx`` in 1-D: it moves a wave as the exact advection does."""
+    import math
+
+    import torch
+
+    from mesodyn.models import build_model
+
+    model = build_model({"name": "speconsnet", "shape": [8, 6], "length": [2 * math.pi, math.pi], "dt": 1e-3,
+                         "operators": "W", "w_symbol": "first_order", "nonlocal_modes": 0, "hidden": 4}).double()
+    ops = model.operators
+    assert ops.psi is None and ops.w_coef.numel() == 2
+    with torch.no_grad():
+        ops.w_coef.copy_(torch.tensor([0.5, -2.0], dtype=torch.float64))
+    _, phi = ops.symbols()
+    k = ops.grid.k_half.clone()
+    k[0, 4], k[1, :, 3] = 0.0, 0.0  # the Nyquist components (8 and 6 points) count as 0 in an odd derivative
+    expected = 0.5 * k[0] - 2.0 * k[1]
+    torch.testing.assert_close(phi, expected.to(phi.dtype))
+    _, phi_full = ops.symbols(full=True)
+    minus = [(-torch.arange(n)) % n for n in (8, 6)]
+    torch.testing.assert_close(phi_full[minus[0]][:, minus[1]], -phi_full)  # odd: phi(-k) = -phi(k)
+    one_d = build_model({"name": "speconsnet", "shape": [16], "length": [2 * math.pi], "dt": 1e-3,
+                         "operators": "W", "w_symbol": "first_order", "nonlocal_modes": 0, "hidden": 4}).double()
+    with torch.no_grad():
+        one_d.operators.w_coef.fill_(1.5)
+    x = torch.arange(16, dtype=torch.float64) * 2 * math.pi / 16
+    mu = torch.sin(2 * x)[None]
+    torch.testing.assert_close(one_d.operators.apply(mu), (1.5 * 2 * torch.cos(2 * x))[None], rtol=0, atol=1e-12)
+    config = {"name": "speconsnet", "operators": "W", "w_symbol": "first_order", "nonlocal_modes": 0, "shape": [16]}
+    assert describe_hypothesis(config) == "W (first order); V local"
+    assert free_parameters(config, 100) == 100
+    with pytest.raises(ValueError, match="needs operators 'both' or 'W'"):
+        build_model({"name": "speconsnet", "shape": [16], "length": [2 * math.pi], "dt": 1e-3, "operators": "M",
+                     "w_symbol": "first_order"})

@@ -47,8 +47,9 @@ def describe_hypothesis(config: Mapping[str, Any]) -> str:
     mobility = "M (conserved)" if config.get("conserved") else "M"
     if config.get("mobility_above") is not None:
         mobility = f"M (|k| > {float(config['mobility_above']):g})"
-    parts = {"both": f"W + {mobility}" if config.get("mobility_above") is not None else f"{mobility} + W",
-             "M": mobility, "W": "W"}[operators]
+    w = "W (first order)" if config.get("w_symbol", "free") == "first_order" else "W"
+    parts = {"both": f"{w} + {mobility}" if config.get("mobility_above") is not None else f"{mobility} + {w}",
+             "M": mobility, "W": w}[operators]
     if name == "speconsnet_true_v":
         return f"{parts}; V true"
     energy = "V local + nonlocal" if int(config.get("nonlocal_modes", 16)) > 0 else "V local"
@@ -71,9 +72,10 @@ def _pairs_up_to(shape: Iterable[int], length: Iterable[float], k_max: float) ->
 
 def free_parameters(config: Mapping[str, Any], n_parameters: int) -> int:
     """The trained parameters of a model less those its class pins: a conserved mobility's ``m(0)`` (one), or with
-    ``mobility_above`` every ``m(k)`` with ``|k|`` at or below it, and ``W``'s parameters on the self-conjugate modes
-    (``2k = 0`` on every axis: ``prod(1 + [n even])`` of them), where the antisymmetric symbol is zero by
-    construction. Other models: ``n_parameters``."""
+    ``mobility_above`` every ``m(k)`` with ``|k|`` at or below it, and a free ``W``'s parameters on the
+    self-conjugate modes (``2k = 0`` on every axis: ``prod(1 + [n even])`` of them), where the antisymmetric symbol is
+    zero by construction (a first-order ``W`` has one coefficient per axis, none pinned). Other models:
+    ``n_parameters``."""
     if str(config.get("name")) not in ("speconsnet", "speconsnet_true_v"):
         return int(n_parameters)
     operators = str(config.get("operators", "both"))
@@ -82,7 +84,7 @@ def free_parameters(config: Mapping[str, Any], n_parameters: int) -> int:
         pinned += _pairs_up_to(config["shape"], config["length"], float(config["mobility_above"]))
     elif operators in ("both", "M") and config.get("conserved"):
         pinned += 1
-    if operators in ("both", "W"):
+    if operators in ("both", "W") and config.get("w_symbol", "free") == "free":
         pinned += int(np.prod([1 + (int(n) % 2 == 0) for n in config.get("shape", [])]))
     return int(n_parameters) - pinned
 

@@ -177,6 +177,7 @@ class _OnsagerOperatorsConfig(ModelConfig):
     init_m_cap: float | None = 0.1
     substeps: int = 1
     mobility_above: float | None = None
+    w_symbol: str = "free"
 
     def validate(self) -> None:
         _choice("stepper", self.stepper, STEPPERS)
@@ -187,6 +188,9 @@ class _OnsagerOperatorsConfig(ModelConfig):
             if self.operators == "W":
                 raise ValueError("mobility_above restricts M to the modes above it; it needs operators 'both' or "
                                  "'M', got operators 'W'.")
+        _choice("w_symbol", self.w_symbol, ("free", "first_order"))
+        if self.w_symbol != "free" and self.operators == "M":
+            raise ValueError(f"w_symbol {self.w_symbol!r} shapes W; it needs operators 'both' or 'W', got operators 'M'.")
         _choice("init", self.init, INITS)
         if not isinstance(self.conserved, bool):
             raise ValueError(f"conserved must be true or false, got {self.conserved!r}.")
@@ -221,6 +225,10 @@ class SpecOnsNetConfig(_OnsagerOperatorsConfig):
         ``M`` then acts only on the modes above, as a closure for modes the data do not resolve, and the resolved
         ones follow ``W`` alone (a hypothesis class of its own; docs/identifiability.md). ``None`` (default): ``M``
         on every mode.
+    w_symbol
+        ``"free"`` (default, the paper's): ``phi(k)`` learned on every pair of modes. ``"first_order"``:
+        ``W = c . grad``, ``phi(k) = c . k`` with one learned coefficient per axis (a hypothesis class: a local
+        first-order antisymmetric operator, as KdV's ``-d/dx``).
     gauge
         ``"none"`` or ``"unit_b"``: fix ``b = 1``, which removes the scale freedom
         ``(M, W, V) -> (M/c, W/c, c V)`` of the factorization.

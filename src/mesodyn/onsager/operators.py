@@ -157,13 +157,20 @@ class FourierOperators(nn.Module):
         values (see :meth:`SpecOnsNet` option ``init_m_cap``).
     mobility_above
         If given, ``m(k) = 0`` on every mode with ``|k| <= mobility_above``: ``M`` acts on the modes above only.
+    w_symbol
+        ``"free"`` (default): one value of ``phi`` per pair of modes. ``"first_order"``: ``W = c . grad``, the
+        symbol ``phi(k) = c . k`` with one coefficient per axis (a local first-order operator, e.g. KdV's
+        ``-d/dx``), the Nyquist component of an even axis taken as 0 (as in a spectral first derivative).
     """
 
     def __init__(self, *, grid: SpectralGrid, operators: str = "both", conserved: bool = False,
-                 init_m: float | np.ndarray = 1.0, mobility_above: float | None = None):
+                 init_m: float | np.ndarray = 1.0, mobility_above: float | None = None, w_symbol: str = "free"):
         super().__init__()
         if operators not in ("both", "M", "W"):
             raise ValueError(f"operators must be 'both', 'M' or 'W', got {operators!r}.")
+        if w_symbol not in ("free", "first_order"):
+            raise ValueError(f"w_symbol must be 'free' or 'first_order', got {w_symbol!r}.")
+        self.w_symbol = w_symbol
         self.grid = grid
         self.operators = operators
         self.conserved = bool(conserved)
@@ -184,7 +191,20 @@ class FourierOperators(nn.Module):
         theta0 = torch.sqrt(torch.as_tensor(np.broadcast_to(np.asarray(init_m, dtype=float), (n_pairs,)).copy(),
                                             dtype=torch.get_default_dtype()))
         self.theta = nn.Parameter(theta0) if operators in ("both", "M") else None
-        self.psi = nn.Parameter(torch.zeros(n_pairs)) if operators in ("both", "W") else None
+        with_w = operators in ("both", "W")
+        self.psi = nn.Parameter(torch.zeros(n_pairs)) if with_w and w_symbol == "free" else None
+        self.w_coef = nn.Parameter(torch.zeros(grid.ndim)) if with_w and w_symbol == "first_order" else None
+        if self.w_coef is not None:
+            # The wavenumbers of an odd derivative: the Nyquist component of an even axis is its own negative on the
+            # grid, so it is set to 0 there (as a spectral first derivative does); c . k is then odd on the grid.
+            k_odd = grid.full_wavenumbers()
+            for axis, n in enumerate(grid.shape):
+                if n % 2 == 0:
+                    k_odd[(axis,) + (slice(None),) * axis + (n // 2,)] = 0.0
+            self.register_buffer("k_odd_full", torch.as_tensor(k_odd, dtype=torch.get_default_dtype()),
+                                 persistent=False)
+            self.register_buffer("k_odd_half", torch.as_tensor(np.ascontiguousarray(k_odd[(slice(None),) + half]),
+                                                               dtype=torch.get_default_dtype()), persistent=False)
 
     @property
     def has_m(self) -> bool:
@@ -192,7 +212,7 @@ class FourierOperators(nn.Module):
 
     @property
     def has_w(self) -> bool:
-        return self.psi is not None
+        return self.psi is not None or self.w_coef is not None
 
     @torch.no_grad()
     def cap_mobility_(self, *, dt: float, init_m: float, cap: float, a: float, b: float) -> None:
@@ -222,7 +242,7 @@ class FourierOperators(nn.Module):
         hold one value per rfft bin (``ny (nx/2 + 1)``, the bins ``(ky, 0)`` and ``(-ky, 0)`` being separate);
         here there is one per pair ``{k, -k}``, so the same distribution over fewer draws.
         """
-        like = self.theta if self.theta is not None else self.psi
+        like = next(p for p in (self.theta, self.psi, self.w_coef) if p is not None)
         options = {"dtype": like.dtype, "device": like.device, "generator": generator}
         theta = torch.randn(self.n_pairs, **options) * 0.1
         psi = torch.randn(self.n_pairs, **options) * 0.01
@@ -247,9 +267,15 @@ class FourierOperators(nn.Module):
         """
         pair = self.pair_full if full else self.pair_half
         sign = self.sign_full if full else self.sign_half
-        ref = self.theta if self.theta is not None else self.psi
+        ref = next(p for p in (self.theta, self.psi, self.w_coef) if p is not None)
         m = self.m_pairs()[pair] if self.has_m else torch.zeros(pair.shape, dtype=ref.dtype, device=ref.device)
-        phi = sign.to(ref.dtype) * self.psi[pair] if self.has_w else torch.zeros_like(m)
+        if self.psi is not None:
+            phi = sign.to(ref.dtype) * self.psi[pair]
+        elif self.w_coef is not None:
+            k = self.k_odd_full if full else self.k_odd_half
+            phi = torch.tensordot(self.w_coef, k.to(ref.dtype), dims=1)
+        else:
+            phi = torch.zeros_like(m)
         return m, phi
 
     def apply_hat(self, mu_hat: torch.Tensor) -> torch.Tensor:
@@ -275,4 +301,5 @@ def grid_and_operators(cfg) -> tuple[SpectralGrid, FourierOperators]:
     Res-OnsagerNet, which then set their initial symbols (``cap_mobility_`` or ``paper_init_``)."""
     grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
     return grid, FourierOperators(grid=grid, operators=cfg.operators, conserved=cfg.conserved, init_m=cfg.init_m,
-                                  mobility_above=getattr(cfg, "mobility_above", None))
+                                  mobility_above=getattr(cfg, "mobility_above", None),
+                                  w_symbol=getattr(cfg, "w_symbol", "free"))
