@@ -70,7 +70,7 @@ def test_shipped_configs_are_valid():
     for name in ("config/config.yaml", "config/ci.yaml", "config/paper.yaml", "config/hypotheses.yaml"):
         load_config(name)
     settings = hypotheses_settings(load_config("config/hypotheses.yaml"))
-    assert sorted(settings["files"]) == ["allen_cahn", "kdv"] and len(settings["files"]["kdv"]) == 12  # six classes x two seeds
+    assert sorted(settings["files"]) == ["allen_cahn", "kdv"] and len(settings["files"]["kdv"]) == 12
 
 
 def test_bad_yaml_is_a_clear_error(tmp_path):
