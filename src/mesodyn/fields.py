@@ -314,6 +314,7 @@ def cf_attrs(ds: xr.Dataset) -> xr.Dataset:
 
 
 _DATA_UNIT = {"time unit of the data": "time", "unit of u": "u"}
+_INVERSE_DATA_UNIT = {"1 / length unit of the data": "length", "1 / time unit of the data": "time"}
 
 
 def data_units(data: xr.Dataset | None) -> dict[str, str] | None:
@@ -337,8 +338,8 @@ def cf_units(ds: xr.Dataset, units: dict[str, str] | None) -> xr.Dataset:
             continue
         if described in _DATA_UNIT:
             value = units.get(_DATA_UNIT[described])
-        elif described in ("1 / length unit of the data", "1 / time unit of the data"):
-            unit = units.get(described.split()[2])
+        elif described in _INVERSE_DATA_UNIT:
+            unit = units.get(_INVERSE_DATA_UNIT[described])
             value = None if not unit else ("1" if unit == "1" else f"1/({unit})")
         elif "energy unit" in described:  # the model's or the data's energy, a rate or a density of it
             value = "1" if dimensionless else None

@@ -19,8 +19,8 @@ from mesodyn.registry import DATASETS, MODELS, DatasetInfo, dataset_info, diagno
 __all__ = ["STYLE", "MODEL_LABELS", "DATASET_LABELS", "dataset_label", "FigureInfo", "FIGURES", "DIAGNOSTIC_FILES", "TABLE_PAGE",
            "figures_settings", "figure_plan", "diagnostic_plan", "figure_inputs", "figure_paths", "figure_targets",
            "report_labels", "long_horizon_plan", "long_horizon_path", "long_horizon_steps", "long_horizon_targets",
-           "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_entries", "identifiability_targets", "IDENTIFIABILITY_TABLE",
-           "IDENTIFIABILITY_PAGE", "hypotheses_settings", "hypotheses_targets", "HYPOTHESES_TABLE", "HYPOTHESES_PAGE"]
+           "LONG_HORIZON_TABLE", "identifiability_plan", "identifiability_entries", "identifiability_targets",
+           "IDENTIFIABILITY_TABLE", "IDENTIFIABILITY_PAGE", "hypotheses_settings", "hypotheses_targets", "HYPOTHESES_TABLE", "HYPOTHESES_PAGE"]
 
 STYLE = Path(str(resources.files("mesodyn").joinpath("data", "mesodyn.mplstyle")))
 """The one matplotlib style file of every figure."""
@@ -327,8 +327,8 @@ def identifiability_entries(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     from mesodyn.config import ConfigError, fit_runs
 
-    entries = [{"dataset": d, "run": figures_settings(config)["run"], **entry}
-               for d, entry in identifiability_plan(config).items()]
+    diagnosed = figures_settings(config)["run"]
+    entries = [{"dataset": d, "run": diagnosed, **entry} for d, entry in identifiability_plan(config).items()]
     models = config.get("fit", {}).get("models", {})
     fitted = fit_runs(config)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "ModelConfig", "SpecOnsNetConfig", "TrueVConfig", "ClassicalConfig", "FNOConfig", "OnsagerNetConfig",
-    "ResOnsagerNetConfig", "STEPPERS", "ENERGY_STEPPERS", "LOCAL_DERIVATIVES", "GAUGES", "OPERATOR_CHOICES", "INITS",
+    "ResOnsagerNetConfig", "STEPPERS", "W_SYMBOLS", "ENERGY_STEPPERS", "LOCAL_DERIVATIVES", "GAUGES", "OPERATOR_CHOICES", "INITS",
     "NONLOCAL_GRADIENTS", "GRID_KEYS",
 ]
 
@@ -24,6 +24,8 @@ __all__ = [
 # provably energy-dissipating stabilized SBDF1, our second-order average-vector-field (discrete-gradient) step, and
 # our exponential integrators (exponential Euler and ETD2RK: the linear part exact).
 STEPPERS = ("euler", "sbdf1", "stabilized", "avf", "exponential", "etdrk2")
+# How W's symbol is learned (mesodyn.onsager.operators): free on every pair of modes, or W = c . grad.
+W_SYMBOLS = ("free", "first_order")
 # The steppers whose energy law needs mu = dV/du (refused with the paper's V_nl gradient, and without a V).
 ENERGY_STEPPERS = ("stabilized", "avf")
 # How F' is evaluated at the grid points (mesodyn.onsager.energy): exactly, or through the verified interpolant.
@@ -188,9 +190,10 @@ class _OnsagerOperatorsConfig(ModelConfig):
             if self.operators == "W":
                 raise ValueError("mobility_above restricts M to the modes above it; it needs operators 'both' or "
                                  "'M', got operators 'W'.")
-        _choice("w_symbol", self.w_symbol, ("free", "first_order"))
+        _choice("w_symbol", self.w_symbol, W_SYMBOLS)
         if self.w_symbol != "free" and self.operators == "M":
-            raise ValueError(f"w_symbol {self.w_symbol!r} shapes W; it needs operators 'both' or 'W', got operators 'M'.")
+            raise ValueError(f"w_symbol {self.w_symbol!r} shapes W; it needs operators 'both' or 'W', "
+                             "got operators 'M'.")
         _choice("init", self.init, INITS)
         if not isinstance(self.conserved, bool):
             raise ValueError(f"conserved must be true or false, got {self.conserved!r}.")

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mesodyn.models.configs import W_SYMBOLS  # the one list, shared with the configs
+
 __all__ = ["SpectralGrid", "mode_pairs", "FourierOperators", "grid_and_operators"]
 
 
@@ -168,8 +170,8 @@ class FourierOperators(nn.Module):
         super().__init__()
         if operators not in ("both", "M", "W"):
             raise ValueError(f"operators must be 'both', 'M' or 'W', got {operators!r}.")
-        if w_symbol not in ("free", "first_order"):
-            raise ValueError(f"w_symbol must be 'free' or 'first_order', got {w_symbol!r}.")
+        if w_symbol not in W_SYMBOLS:
+            raise ValueError(f"w_symbol must be one of {', '.join(W_SYMBOLS)}, got {w_symbol!r}.")
         self.w_symbol = w_symbol
         self.grid = grid
         self.operators = operators
@@ -301,5 +303,4 @@ def grid_and_operators(cfg) -> tuple[SpectralGrid, FourierOperators]:
     Res-OnsagerNet, which then set their initial symbols (``cap_mobility_`` or ``paper_init_``)."""
     grid = SpectralGrid(shape=cfg.shape, length=cfg.length)
     return grid, FourierOperators(grid=grid, operators=cfg.operators, conserved=cfg.conserved, init_m=cfg.init_m,
-                                  mobility_above=getattr(cfg, "mobility_above", None),
-                                  w_symbol=getattr(cfg, "w_symbol", "free"))
+                                  mobility_above=cfg.mobility_above, w_symbol=cfg.w_symbol)

@@ -86,16 +86,16 @@ class _Run:
             raise ValueError(f"window ({train.window}) is longer than the {self.n_time} saved frames.")
         n_samples = u_np.shape[0]
         self.split = split_trajectories(n_samples, fractions=train.split, seed=train.split_seed)
-        self.split_record = {"seed": train.split_seed, "fractions": list(train.split), "n_samples": n_samples}
+        part = {}
         if train.train_part is not None:
-            part, parts = train.train_part
-            kept = list(self.split["train"])[part::parts]
+            i, n = train.train_part
+            kept = self.split["train"][i::n]
             if not kept:
-                raise ValueError(f"train_part {[part, parts]} leaves no training trajectory of the "
+                raise ValueError(f"train_part {[i, n]} leaves no training trajectory of the "
                                  f"{len(self.split['train'])}.")
-            self.split = {**self.split, "train": kept}
-            self.split_record["train_part"] = [part, parts]
-        self.split_record = {**self.split, **self.split_record}
+            self.split, part = {**self.split, "train": kept}, {"train_part": [i, n]}
+        self.split_record = {**self.split, "seed": train.split_seed, "fractions": list(train.split),
+                             "n_samples": n_samples, **part}
         torch.manual_seed(train.seed)  # initial weights depend on the seed only, not on what else ran
         self.model = (builder or build_model)(config)
         cast_module(self.model, device=self.device, dtype=self.dtype)

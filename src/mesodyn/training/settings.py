@@ -155,8 +155,6 @@ class TrainConfig:
         values = dict(values)
         if "split" in values:
             values["split"] = tuple(values["split"])
-        if values.get("train_part") is not None:
-            values["train_part"] = tuple(values["train_part"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
