@@ -242,3 +242,45 @@ def test_stabilized_stepper_is_refused_with_the_paper_gradient(torch_one_thread)
     model.step(u, stepper="sbdf1")
     with pytest.raises(ValueError, match="gradient flow"):
         model.step(u, stepper="stabilized")
+
+
+# --- train_stepper ----------------------------------------------------------------------------------------------
+def test_train_stepper_is_the_training_step_and_stepper_every_rollout(torch_one_thread):
+    """``train_stepper``/``train_substeps`` act only in training mode; evaluation mode rolls out with ``stepper``."""
+    torch.manual_seed(0)
+    options = dict(hidden=8, nonlocal_modes=2, init_m=0.5)
+    model = _model((32,), (TWO_PI,), stepper="avf", substeps=2, train_stepper="etdrk2", **options).double()
+    x = torch.arange(32, dtype=torch.float64) * TWO_PI / 32
+    u = torch.stack([torch.sin(x), 0.5 * torch.cos(2 * x)])
+    with torch.no_grad():
+        model.train()
+        trained = model.step(u)
+        model.eval()
+        rolled = model.step(u)
+    with torch.no_grad():
+        # training: etdrk2 with the rollout's 2 substeps (train_substeps not given); evaluation: 2 avf substeps
+        assert torch.allclose(trained, _substeps(model, u, "etdrk2", 2), rtol=0, atol=1e-14)
+        assert torch.allclose(rolled, _substeps(model, u, "avf", 2), rtol=0, atol=1e-12)
+        assert not torch.allclose(trained, rolled, rtol=0, atol=1e-12)
+    single = _model((32,), (TWO_PI,), stepper="avf", substeps=2, train_stepper="etdrk2", train_substeps=1,
+                    **options).double()
+    single.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(single.train().step(u), _substeps(single, u, "etdrk2", 1), rtol=0, atol=1e-14)
+
+
+def _substeps(model, u, stepper, n):
+    from mesodyn.onsager.steppers import step
+
+    for _ in range(n):
+        u = step(model, u, model.dt / n, stepper)
+    return u
+
+
+def test_train_stepper_is_validated(torch_one_thread):
+    with pytest.raises(ValueError, match="train_stepper"):
+        SpecOnsNetConfig(shape=(8,), length=(1.0,), dt=0.1, train_stepper="rk4")
+    with pytest.raises(ValueError, match="train_substeps"):
+        SpecOnsNetConfig(shape=(8,), length=(1.0,), dt=0.1, train_substeps=0)
+    with pytest.raises(ValueError, match="train_stepper 'avf'.*gradient flow"):
+        SpecOnsNetConfig(shape=(8,), length=(1.0,), dt=0.1, train_stepper="avf", nonlocal_gradient="paper")

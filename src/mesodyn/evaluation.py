@@ -343,7 +343,7 @@ def _evaluation_attrs(model: Any, *, name: str, sets: Mapping[str, np.ndarray], 
 def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]], n_steps: int | None = None,
              batch_size: int = 32, device: str = "auto", dataset: str | None = None, label: str | None = None,
              seed: int | None = None, run_dir: str | os.PathLike | None = None,
-             data_path: str | os.PathLike | None = None) -> xr.Dataset:
+             data_path: str | os.PathLike | None = None, paper: bool | None = None) -> xr.Dataset:
     """Roll ``model`` out from frame 0 of every evaluation trajectory and measure the relative RMSE.
 
     Parameters
@@ -365,6 +365,9 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     dataset, label, seed, run_dir, data_path : optional
         Recorded as attributes. ``dataset`` defaults to the data's own name, ``label`` (the name a table
         shows) to the model's name, ``seed`` to −1 (unknown).
+    paper : bool, optional
+        Whether the ``paper`` set is evaluated too (default: :func:`has_paper_set` of ``dataset``; false for data
+        other than the data set's own, such as the out-of-distribution sets of :mod:`mesodyn.ood`).
 
     Returns
     -------
@@ -399,7 +402,7 @@ def evaluate(model: Any, data: xr.Dataset, *, split: Mapping[str, Sequence[int]]
     torch_device = prepare_model(model, dtype=torch.float32, device=device)
 
     dataset = dataset or dataset_name(data)
-    sets = evaluation_sets(n_samples, split, paper=has_paper_set(dataset))
+    sets = evaluation_sets(n_samples, split, paper=has_paper_set(dataset) if paper is None else bool(paper))
     wanted = np.unique(np.concatenate([idx for idx in sets.values()])) if any(
         idx.size for idx in sets.values()) else np.empty(0, dtype=np.int64)
     # Each trajectory is rolled out once even when both sets hold it.

@@ -159,7 +159,7 @@ def hypothesis_table(metric_files: Iterable[str | os.PathLike], *, step: int = 5
 
 def write_hypothesis_table(table: pd.DataFrame, stem: str | os.PathLike, *, tolerance: float) -> dict[str, Path]:
     """Write ``table`` (:func:`hypothesis_table`) as ``{stem}.csv`` and ``{stem}.md``."""
-    from mesodyn.tables import _write_captioned, format_sig
+    from mesodyn.tables import write_captioned, format_sig
 
     shown = table.copy()
     for column in ("heldout_mean", "heldout_std_seeds", "valid_loss_mean", "valid_loss_std_seeds"):
@@ -173,4 +173,4 @@ def write_hypothesis_table(table: pd.DataFrame, stem: str | os.PathLike, *, tole
                "best mean plus the two runs' spread over seeds. Preferred: of those, the class with the fewest free "
                "parameters (the trained ones less those the class pins: a conserved mobility's m(0), W on the "
                "self-conjugate modes).")
-    return _write_captioned(table, shown, stem, name="hypotheses", title="hypotheses compared", caption=caption)
+    return write_captioned(table, shown, stem, name="hypotheses", title="hypotheses compared", caption=caption)

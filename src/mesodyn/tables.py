@@ -39,7 +39,7 @@ from mesodyn.provenance import provenance_attrs
 from mesodyn.registry import DATASETS, MODELS
 
 __all__ = ["PAPER_DATASETS", "PAPER_MODELS", "DATASET_ORDER", "MODEL_ORDER", "paper_model_name", "paper_table",
-           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig", "long_horizon_table", "write_long_horizon_table",
+           "rel_rmse_table", "set_difficulty", "baseline_margin", "write_table", "read_table", "table_page", "format_sig", "write_captioned", "long_horizon_table", "write_long_horizon_table",
            "identifiability_table", "write_identifiability_table", "captioned_page", "IDENTIFIED_SPREAD"]
 
 PAPER_SOURCE = "the authors' result file, MLDS-NUS/Meso-SpecOnsNet, arXiv 2605.16211"
@@ -559,7 +559,7 @@ def long_horizon_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
     return _sorted(table, model_key="model", extra=("run",)) if len(table) else table
 
 
-def _write_captioned(table: pd.DataFrame, shown: pd.DataFrame, stem: str | os.PathLike, *, name: str, title: str,
+def write_captioned(table: pd.DataFrame, shown: pd.DataFrame, stem: str | os.PathLike, *, name: str, title: str,
                      caption: str) -> dict[str, Path]:
     """Write ``table`` as ``{stem}.csv`` (full precision) and ``shown`` (the formatted cells) as ``{stem}.md``
     with its bold ``title`` and ``caption``, atomically and byte-identically for the same table and source tree."""
@@ -574,7 +574,7 @@ def _write_captioned(table: pd.DataFrame, shown: pd.DataFrame, stem: str | os.Pa
 
 
 def captioned_page(markdown: str, *, title: str) -> str:
-    """A Markdown table file of :func:`_write_captioned` as a self-contained HTML page for the report (the
+    """A Markdown table file of :func:`write_captioned` as a self-contained HTML page for the report (the
     provenance comment, the caption and the table, the same cells), made by pandas."""
     import html
 
@@ -603,7 +603,7 @@ def write_long_horizon_table(table: pd.DataFrame, stem: str | os.PathLike) -> di
     caption = (f"Rollouts of {', '.join(map(str, steps))} steps from every held-out initial state; finite share "
                "after the last step, the first step at which a rollout stopped being finite, the largest |u| "
                "reached over the data's largest, and the rollouts along which the learned V rose at least once.")
-    return _write_captioned(table, shown, stem, name="long_horizon", title="long horizons", caption=caption)
+    return write_captioned(table, shown, stem, name="long_horizon", title="long horizons", caption=caption)
 
 
 # -- identifiability ------------------------------------------------------------------------------------------------
@@ -654,5 +654,5 @@ def write_identifiability_table(table: pd.DataFrame, stem: str | os.PathLike) ->
                "data's chain step). identified: spread <= "
                f"{100 * IDENTIFIED_SPREAD:g} % (of the symbol, else of the rate); one fit cannot tell (empty "
                "in the CSV).")
-    return _write_captioned(table, shown, stem, name="identifiability", title="what the model learned",
+    return write_captioned(table, shown, stem, name="identifiability", title="what the model learned",
                             caption=caption)

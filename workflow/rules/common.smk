@@ -63,3 +63,10 @@ def long_horizon_targets():
     from mesodyn.figure_plan import long_horizon_targets as targets
 
     return targets(config)
+
+
+def ood_targets():
+    """The out-of-distribution table (workflow/rules/ood.smk), where the config names variants."""
+    from mesodyn.ood import ood_targets as targets
+
+    return targets(config)

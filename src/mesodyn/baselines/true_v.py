@@ -29,7 +29,6 @@ from torch import nn
 from mesodyn.models.configs import TrueVConfig
 from mesodyn.onsager.model import GradientFlowModel
 from mesodyn.onsager.operators import SpectralGrid, grid_and_operators
-from mesodyn.onsager.steppers import step as _step
 
 __all__ = ["TrueEnergy", "SpecOnsNetTrueV", "TrueVConfig", "TRUE_V_STEPPERS"]
 
@@ -128,18 +127,13 @@ class SpecOnsNetTrueV(GradientFlowModel):
         each of shape ``(batch,)``."""
         return super().energy(u)
 
-    def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
-        """One step of size ``dt`` (default :attr:`dt`) with ``stepper`` (default: the configured one)."""
-        self.check_input(u)
-        stepper = stepper or self.stepper
+    def _stepping(self, stepper: str | None) -> tuple[str, int]:
+        """The configured stepper unless one is given; only those of :data:`TRUE_V_STEPPERS`."""
+        stepper, n = super()._stepping(stepper)
         if stepper not in TRUE_V_STEPPERS:
             raise ValueError(f"stepper must be one of {', '.join(TRUE_V_STEPPERS)} for the true-V model, "
                              f"got {stepper!r}.")
-        n = int(self.cfg.substeps)
-        h = (self.dt if dt is None else float(dt)) / n
-        for _ in range(n):
-            u = _step(self, u, h, stepper)
-        return u
+        return stepper, n
 
     def dissipation_rate(self, u: torch.Tensor) -> torch.Tensor:
         """``dV/dt = -<mu, M mu>`` per batch member (continuous time)."""

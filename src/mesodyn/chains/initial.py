@@ -38,8 +38,10 @@ class SineDraws:
         return SineDraws(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("k", "amplitude", "phase", "norm")))
 
 
-def draw_sine_modes(rng: np.random.Generator, n_trials: int, *, n_modes: int = 3, max_k: int = 6) -> SineDraws:
-    """Draw ``n_trials`` trials in the paper's order, continuing the stream of ``rng``."""
+def draw_sine_modes(rng: np.random.Generator, n_trials: int, *, n_modes: int = 3, max_k: int = 6,
+                    k_offset: int = 0) -> SineDraws:
+    """Draw ``n_trials`` trials in the paper's order, continuing the stream of ``rng``; ``k_offset`` (ours, default
+    0) is added to every drawn wavenumber after the same draws."""
     if not 1 <= n_modes <= max_k:
         raise ValueError(f"n_modes ({n_modes}) must lie between 1 and max_k ({max_k})")
     ks, amps, phases = [], [], []
@@ -48,7 +50,7 @@ def draw_sine_modes(rng: np.random.Generator, n_trials: int, *, n_modes: int = 3
         ks.append(rng.choice(wavenumbers, n_modes, replace=False))
         amps.append(rng.uniform(0, 1, n_modes))
         phases.append(rng.uniform(0, 2 * np.pi, n_modes))
-    k = np.array(ks, dtype=np.int64).reshape(n_trials, n_modes)
+    k = np.array(ks, dtype=np.int64).reshape(n_trials, n_modes) + int(k_offset)
     amplitude = np.array(amps, dtype=np.float64).reshape(n_trials, n_modes)
     phase = np.array(phases, dtype=np.float64).reshape(n_trials, n_modes)
     grid = np.arange(NORM_POINTS) * (LENGTH / NORM_POINTS)

@@ -31,6 +31,8 @@ class ChainModel:
     max_c_dt: float = 0.2
     n_modes: int = 3
     max_k: int = 6
+    amplitude: float = 1.0  # ours (out-of-distribution tests): the initial field times this (the paper's: 1)
+    k_offset: int = 0       # ours: every drawn wavenumber plus this (the paper's: 0)
 
     form: ClassVar[str]
     force_kind: ClassVar[int]
@@ -39,7 +41,7 @@ class ChainModel:
     def __post_init__(self) -> None:
         if self.n_sites < 4:
             raise ValueError(f"n_sites must be at least 4, got {self.n_sites}")
-        for key in ("c", "dt_slow", "t_final", "max_c_dt"):
+        for key in ("c", "dt_slow", "t_final", "max_c_dt", "amplitude"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{key} must be a positive finite number, got {value}")
@@ -49,9 +51,11 @@ class ChainModel:
             raise ValueError(f"save_every must be a positive integer, got {self.save_every!r}")
         if not 1 <= self.n_modes <= self.max_k:
             raise ValueError(f"n_modes ({self.n_modes}) must lie between 1 and max_k ({self.max_k})")
-        if 2 * self.max_k >= self.n_sites:
+        if not (isinstance(self.k_offset, int) and not isinstance(self.k_offset, bool) and self.k_offset >= 0):
+            raise ValueError(f"k_offset must be a non-negative integer, got {self.k_offset!r}")
+        if 2 * (self.max_k + self.k_offset) >= self.n_sites:
             # the chain's sites resolve modes below n_sites/2 only: a higher one aliases onto a lower one
-            raise ValueError(f"max_k ({self.max_k}) must be below the chain's Nyquist mode n_sites/2 "
+            raise ValueError(f"max_k + k_offset ({self.max_k + self.k_offset}) must be below the chain's Nyquist mode n_sites/2 "
                              f"({self.n_sites / 2:g})")
         if self.n_slow_steps % self.save_every:
             raise ValueError(

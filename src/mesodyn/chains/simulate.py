@@ -49,6 +49,8 @@ def initial_state(model: ChainModel, draws: SineDraws) -> tuple[np.ndarray, np.n
     xi = eps * np.arange(model.n_sites)
     r0 = eps**2 * sine_field(draws, xi)
     s0 = -model.c * eps**3 * sine_field(draws, xi, derivative=True)
+    if model.amplitude != 1.0:  # ours (out-of-distribution tests); the paper's states are left bit for bit
+        r0, s0 = model.amplitude * r0, model.amplitude * s0
     if model.form == "strain":
         return r0, s0
     q = np.zeros_like(r0)
@@ -157,7 +159,7 @@ def simulate_ensemble(
                     f"{model.name}: only {n_accepted} of {n_samples} trajectories accepted after {n_trials} trials; "
                     "the rejection bound or the step is probably wrong"
                 )
-            draws = draw_sine_modes(rng, want, n_modes=model.n_modes, max_k=model.max_k)
+            draws = draw_sine_modes(rng, want, n_modes=model.n_modes, max_k=model.max_k, k_offset=model.k_offset)
             states, velocities, alive, peak = _integrate(model, draws, bar)
             idx = np.flatnonzero(alive)
             kept.append((states[idx], velocities[idx], peak[idx]))

@@ -46,6 +46,8 @@ class _PDEConfig:
     max_k: int = 6
     n_modes: int = 3
     u_bound: float = 10.0
+    amplitude: float = 1.0
+    k_offset: int = 0
 
     name: ClassVar[str] = ""
     ndim: ClassVar[int] = 1
@@ -57,7 +59,7 @@ class _PDEConfig:
                 raise ValueError(f"{self.name}: {key} must be a positive integer, got {value!r}.")
         if not (isinstance(self.n_grid, (int, np.integer)) and self.n_grid >= 8 and self.n_grid % 2 == 0):
             raise ValueError(f"{self.name}: n_grid must be an even integer of at least 8, got {self.n_grid!r}.")
-        for key in ("dt", "t_final", "u_bound") + (("epsilon",) if hasattr(self, "epsilon") else ()):
+        for key in ("dt", "t_final", "u_bound", "amplitude") + (("epsilon",) if hasattr(self, "epsilon") else ()):
             value = getattr(self, key)
             if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{self.name}: {key} must be a positive finite number, got {value!r}.")
@@ -66,11 +68,15 @@ class _PDEConfig:
         if self.n_modes > self.n_candidates:
             raise ValueError(f"{self.name}: n_modes = {self.n_modes} exceeds the {self.n_candidates} candidate "
                              f"modes of max_k = {self.max_k}.")
-        if self.max_k >= self.n_grid // 2:
+        if not (isinstance(self.k_offset, (int, np.integer)) and not isinstance(self.k_offset, bool)
+                and self.k_offset >= 0):
+            raise ValueError(f"{self.name}: k_offset must be a non-negative integer, got {self.k_offset!r}.")
+        if self.max_k + self.k_offset >= self.n_grid // 2:
             # a mode at or above the Nyquist mode n_grid/2 aliases onto a lower one: the draws (ic_k) would
             # name modes the grid does not hold
-            raise ValueError(f"{self.name}: max_k = {self.max_k} reaches the Nyquist mode {self.n_grid // 2} of "
-                             f"n_grid = {self.n_grid}; it must be at most {self.n_grid // 2 - 1}.")
+            raise ValueError(f"{self.name}: max_k + k_offset = {self.max_k + self.k_offset} reaches the Nyquist mode "
+                             f"{self.n_grid // 2} of n_grid = {self.n_grid}; it must be at most "
+                             f"{self.n_grid // 2 - 1}.")
         if self.t_final < self.dt * self.save_every:
             raise ValueError(f"{self.name}: t_final = {self.t_final} is shorter than one saved interval "
                              f"(dt * save_every = {self.dt * self.save_every}).")
@@ -163,9 +169,14 @@ def _terms(cfg: _PDEConfig) -> Terms:
 
 def _draw(cfg: _PDEConfig, rng: np.random.Generator, n_trials: int) -> dict[str, np.ndarray]:
     if cfg.name == "allen_cahn_2d":
-        return plane_waves_2d(rng, n_trials, n_grid=cfg.n_grid, max_k=cfg.max_k, n_modes=cfg.n_modes)
-    return sine_series_1d(rng, n_trials, n_grid=cfg.n_grid, max_k=cfg.max_k, n_modes=cfg.n_modes,
-                          normalize="std" if cfg.name == "kdv" else "minmax")
+        ic = plane_waves_2d(rng, n_trials, n_grid=cfg.n_grid, max_k=cfg.max_k, n_modes=cfg.n_modes,
+                            k_offset=cfg.k_offset)
+    else:
+        ic = sine_series_1d(rng, n_trials, n_grid=cfg.n_grid, max_k=cfg.max_k, n_modes=cfg.n_modes,
+                            normalize="std" if cfg.name == "kdv" else "minmax", k_offset=cfg.k_offset)
+    if cfg.amplitude != 1.0:  # ours (out-of-distribution tests); the paper's fields are left bit for bit
+        ic["u0"] = cfg.amplitude * ic["u0"]
+    return ic
 
 
 def _batch_size(cfg: _PDEConfig) -> int:

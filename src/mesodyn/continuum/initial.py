@@ -14,7 +14,8 @@ __all__ = ["sine_series_1d", "plane_waves_2d", "plane_wave_modes"]
 
 
 def sine_series_1d(
-    rng: np.random.Generator, n_trials: int, *, n_grid: int, max_k: int, n_modes: int, normalize: str
+    rng: np.random.Generator, n_trials: int, *, n_grid: int, max_k: int, n_modes: int, normalize: str,
+    k_offset: int = 0,
 ) -> dict[str, np.ndarray]:
     """PDEBench-style 1-D sine sums with the authors' quirks (KdV and 1-D Allen–Cahn).
 
@@ -29,6 +30,9 @@ def sine_series_1d(
     normalize : {"std", "minmax"}
         ``"std"`` (KdV): divide by the population std over the grid (mean kept).
         ``"minmax"`` (Allen–Cahn): divide by the std, then shift and scale to ``[-1, 1]``.
+    k_offset : int
+        Ours, for out-of-distribution tests: slot ``m`` takes the frequency ``m + k_offset`` (default 0, the
+        paper's). The draws are the same; only the band of the selected frequencies moves.
 
     Returns
     -------
@@ -42,7 +46,7 @@ def sine_series_1d(
         raise ValueError(f"normalize must be 'std' or 'minmax', got {normalize!r}.")
     x = 2 * np.pi * np.arange(n_grid) / n_grid
     x_len = x[-1] - x[0]
-    slots = np.arange(1, max_k + 1)
+    slots = np.arange(1, max_k + 1) + int(k_offset)
     selected = np.zeros((n_trials, max_k))
     amplitude = np.empty((n_trials, max_k))
     phase = np.empty((n_trials, max_k))
@@ -83,9 +87,12 @@ def plane_wave_modes(max_k: int) -> np.ndarray:
 
 
 def plane_waves_2d(
-    rng: np.random.Generator, n_trials: int, *, n_grid: int, max_k: int, n_modes: int
+    rng: np.random.Generator, n_trials: int, *, n_grid: int, max_k: int, n_modes: int, k_offset: int = 0
 ) -> dict[str, np.ndarray]:
     """The 2-D Allen–Cahn initial fields: ``n_modes`` distinct plane waves, rescaled to ``[-1, 1]``.
+
+    ``k_offset`` (ours, for out-of-distribution tests; default 0, the paper's) moves every nonzero component of a
+    drawn wavenumber away from zero by that much, ``kx -> kx + sign(kx) k_offset``, after the same draws.
 
     Per trial: ``idx = choice(len(modes), n_modes, replace=False)`` over :func:`plane_wave_modes`,
     ``A = uniform(0, 1, n_modes)``, ``φ = uniform(0, 2π, n_modes)``; ``raw = Σ A sin(kx x + ky y + φ)`` on the
@@ -110,6 +117,7 @@ def plane_waves_2d(
         amplitude[t] = rng.uniform(0, 1, n_modes)
         phase[t] = rng.uniform(0, 2 * np.pi, n_modes)
     kx, ky = modes[index, 0], modes[index, 1]
+    kx, ky = kx + np.sign(kx) * int(k_offset), ky + np.sign(ky) * int(k_offset)
     # Angular wavenumbers first (2π k / L), then the argument: the authors' order, bit-exact.
     wx = 2 * np.pi * kx / length
     wy = 2 * np.pi * ky / length

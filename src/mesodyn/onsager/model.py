@@ -73,6 +73,21 @@ class GradientFlowModel(Model):
         :attr:`SpecOnsNet.is_gradient_flow`)."""
         return -self.operators.dissipation(self.mu(u))
 
+    def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
+        """One step of size ``dt`` (default ``self.dt``) with ``stepper`` (default: the configured one), made of
+        the config's ``substeps`` substeps of ``dt / substeps`` (SpecOnsNet in training mode: its
+        ``train_stepper`` and ``train_substeps`` where given)."""
+        self.check_input(u)
+        stepper, n = self._stepping(stepper)
+        h = (self.dt if dt is None else float(dt)) / n
+        for _ in range(n):
+            u = _step(self, u, h, stepper)
+        return u
+
+    def _stepping(self, stepper: str | None) -> tuple[str, int]:
+        """The stepper and the substeps of one :meth:`step`."""
+        return stepper or self.stepper, int(self.cfg.substeps)
+
 
 class SpecOnsNet(GradientFlowModel):
     """Spectral Onsager network ``du/dt = -(M + W) mu``, ``mu = dV/du`` (see :mod:`mesodyn.onsager`).
@@ -112,6 +127,13 @@ class SpecOnsNet(GradientFlowModel):
             self.free_energy.paper_init_()
             self.operators.paper_init_()
 
+    def _stepping(self, stepper: str | None) -> tuple[str, int]:
+        """In training mode the config's ``train_stepper``/``train_substeps`` where given, else the rollout's."""
+        cfg = self.cfg
+        if not self.training:
+            return super()._stepping(stepper)
+        return stepper or cfg.train_stepper or cfg.stepper, int(cfg.train_substeps or cfg.substeps)
+
     @property
     def local_derivative(self) -> str:
         """How ``F'`` is evaluated, ``"exact"`` or ``"interpolant"`` (:class:`mesodyn.onsager.energy.PointwiseMLP`:
@@ -139,16 +161,6 @@ class SpecOnsNet(GradientFlowModel):
     def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"quadratic", "local", "nonlocal", "total"}``, each of shape ``(batch,)``."""
         return super().energy(u)
-
-    def step(self, u: torch.Tensor, dt: float | None = None, stepper: str | None = None) -> torch.Tensor:
-        """One step of size ``dt`` (default ``self.dt``) with ``stepper`` (default: the configured one), made of
-        the config's ``substeps`` substeps of ``dt / substeps``."""
-        self.check_input(u)
-        n = int(self.cfg.substeps)
-        h = (self.dt if dt is None else float(dt)) / n
-        for _ in range(n):
-            u = _step(self, u, h, stepper or self.stepper)
-        return u
 
     def energy_lower_bound(self) -> torch.Tensor:
         """``C`` with ``V(u) >= -C`` for every field (``C = |Omega| ||w_out||_1``)."""
