@@ -508,3 +508,25 @@ def test_the_non_finite_guard_sees_nan_and_inf_in_any_gradient():
     assert _all_finite(finite) and _all_finite([])
     for bad in (math.nan, math.inf, -math.inf):
         assert not _all_finite([*finite, torch.tensor([0.0, bad])])
+
+
+def test_speconsnet_trains_with_train_stepper_and_validates_with_its_stepper(tmp_path, monkeypatch):
+    """``train_stepper`` is the training loss's step; validation (model.eval()) rolls out with ``stepper``."""
+    from mesodyn.onsager import steppers
+
+    used = {True: set(), False: set()}  # training mode -> steppers called
+    original = steppers.step
+
+    def spy(model, u, dt, stepper):
+        used[model.training].add(stepper)
+        return original(model, u, dt, stepper)
+
+    monkeypatch.setattr("mesodyn.onsager.model._step", spy)
+    model = {"name": "speconsnet", "hidden": 8, "nonlocal_modes": 2, "stepper": "avf", "substeps": 2,
+             "train_stepper": "etdrk2", "train_substeps": 1}
+    train = TrainConfig(**{**TOY_TRAIN, "max_epochs": 4, "valid_every": 2})
+    result = fit(diffusion_data(n_samples=8, nx=16), model_config=model, train=train, out_dir=tmp_path)
+    assert used == {True: {"etdrk2"}, False: {"avf"}}
+    assert math.isfinite(result.best_valid_loss)
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert (saved["stepper"], saved["train_stepper"], saved["substeps"]) == ("avf", "etdrk2", 2)

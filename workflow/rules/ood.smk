@@ -24,6 +24,10 @@ rule ood_data:
     conda:
         "../envs/simulate.yaml"
     threads: 1
+    resources:
+        # bounded by the data set's own job: a variant holds ood.n_samples of its trajectories
+        mem_mb=data_mem_mb,
+        runtime=data_runtime,
     script:
         "../scripts/ood_data.py"
 
@@ -48,6 +52,9 @@ rule ood_evaluate:
     conda:
         "../envs/fit.yaml"
     threads: 1
+    resources:
+        mem_mb=evaluate_mem_mb,
+        runtime=data_runtime,
     params:
         variants=OOD_VARIANTS,
         batch_size=lambda wildcards: 8 if ndim(wildcards.dataset) == 2 else 32,
