@@ -123,3 +123,18 @@ def test_long_horizon_table_and_figure_are_well_formed(tmp_path):
     drawn = plot_long_horizon([xr.load_dataset(p) for p in paths], dataset="toy")
     assert drawn.numbers["growth"]["first_divergence_step"] == 39 and drawn.numbers["speconsnet"]["energy_rose"] == 0
     assert "all finite" in drawn.finding and "step 39" in drawn.finding
+
+
+def test_long_horizon_plan_takes_the_configured_runs_and_data_sets():
+    from mesodyn.config import ConfigError, load_config
+    from mesodyn.figure_plan import long_horizon_plan
+
+    config = load_config("config/config.yaml")
+    plan = long_horizon_plan(config)
+    assert {e["run"] for e in plan} == {"speconsnet_avf"}
+    assert {e["dataset"] for e in plan} == {"fput", "fene", "kdv", "allen_cahn"}
+    config["figures"]["long_horizon_datasets"] = None
+    assert "allen_cahn_2d" in {e["dataset"] for e in long_horizon_plan(config)}
+    config["figures"]["long_horizon_datasets"] = ["kdv", "burgers"]
+    with pytest.raises(ConfigError, match="long_horizon_datasets.*burgers"):
+        long_horizon_plan(config)

@@ -270,7 +270,8 @@ def long_horizon_steps(config: Mapping[str, Any]) -> int | None:
 
 def long_horizon_plan(config: Mapping[str, Any], *, dataset: str | None = None) -> list[dict[str, Any]]:
     """Every long-horizon file: one per fitted ``(dataset, run, seed)`` whose run is among
-    ``figures.long_horizon_runs`` (default every run), for the data sets of ``dataset`` (default all).
+    ``figures.long_horizon_runs`` (default every run) and whose data set is among
+    ``figures.long_horizon_datasets`` (default every one), for the data sets of ``dataset`` (default all).
 
     Returns
     -------
@@ -281,13 +282,19 @@ def long_horizon_plan(config: Mapping[str, Any], *, dataset: str | None = None) 
     """
     from mesodyn.config import ConfigError, fit_runs
 
-    runs = (config.get("figures", {}) or {}).get("long_horizon_runs")
+    figures = config.get("figures", {}) or {}
+    runs, datasets = figures.get("long_horizon_runs"), figures.get("long_horizon_datasets")
     unknown = sorted(set(runs or ()) - set(config.get("fit", {}).get("models", {})))
     if unknown:
         raise ConfigError(f"config 'figures.long_horizon_runs' names {', '.join(unknown)}, not runs of fit.models.")
+    unknown = sorted(set(datasets or ()) - set(config.get("datasets", [])))
+    if unknown:
+        raise ConfigError(f"config 'figures.long_horizon_datasets' names {', '.join(unknown)}, not data sets of "
+                          "'datasets'.")
     out = []
     for d, run, seed in fit_runs(config):
-        if (dataset is not None and d != dataset) or (runs is not None and run not in runs):
+        if (dataset is not None and d != dataset) or (runs is not None and run not in runs) \
+                or (datasets is not None and d not in datasets):
             continue
         out.append({"dataset": d, "run": run, "seed": seed, "path": long_horizon_path(d, run, seed),
                     "run_dir": f"results/models/{d}/{run}/seed{seed}", "kind": "long_horizon", "n_samples": None,
