@@ -127,7 +127,8 @@ def test_ood_files_evaluation_and_table(tmp_path, torch_one_thread):
     assert row["in_distribution_step3"] == pytest.approx(inside)
     assert row["ratio"] == pytest.approx(row["step3"] / inside)
     raw = out["rel_rmse_unclamped"].sel(variant="amp").values
-    assert row["blown_up"] == int(((raw >= 1) | ~np.isfinite(raw)).any(axis=0).sum())
+    assert row["lost"] == int(((raw >= 1) | ~np.isfinite(raw)).any(axis=0).sum())
+    assert row["nonfinite"] == int((~np.isfinite(raw)).any(axis=0).sum()) <= row["lost"]
     paths = write_ood_table(table, tmp_path / "ood")
     assert pd.read_csv(paths["csv"]).shape == table.shape
     assert "out of distribution" in paths["md"].read_text()

@@ -13,8 +13,8 @@ never showed:
 The variants are drawn from their own seed (``ood.seed``), so no trajectory repeats one of the data set's. Every
 fitted run is rolled out on every trajectory of every variant (none was trained on) with the evaluation's metric
 and clamp (:mod:`mesodyn.evaluation`), and :func:`ood_table` lists per data set, run and variant the mean error at
-step 5 and at the last step, beside the run's own held-out error, and how many trajectories blew up (an error of 1
-or more, or a non-finite state, at any step). A longer domain is left out: the Fourier models learn their symbols
+step 5 and at the last step, beside the run's own held-out error, how many trajectories were lost (an error of 1 or
+more at any step) and how many blew up (a non-finite state). A longer domain is left out: the Fourier models learn their symbols
 per mode of the data's grid, so a different domain length is a different model.
 """
 
@@ -37,7 +37,7 @@ __all__ = ["GENERATED", "BLOW_UP", "OOD_TABLE", "ood_datasets", "ood_data_path",
 # The data sets mesodyn generates itself: only they can be drawn again with other initial fields.
 GENERATED = ("fput", "fene", "kdv", "allen_cahn", "allen_cahn_2d")
 _CHAINS = ("fput", "fene")
-# A trajectory blew up where its relative RMSE reached this (the evaluation's clamp threshold) or was not finite.
+# A trajectory is lost where its relative RMSE reached this (the evaluation's clamp threshold).
 BLOW_UP = 1.0
 
 
@@ -173,12 +173,13 @@ def evaluate_ood_files(run_dir: str | os.PathLike, data_paths: Mapping[str, str 
     return write_netcdf(cf_units(ds, data_units(next(iter(variants.values())))), out_path)
 
 
-def _blown_up(ds: xr.Dataset) -> xr.DataArray:
-    """Per variant and trajectory: whether the rollout reached :data:`BLOW_UP` or a non-finite state."""
+def _count(ds: xr.Dataset) -> tuple[int, int]:
+    """Trajectories whose error reached :data:`BLOW_UP` (finite or not), and those whose state turned non-finite."""
     raw = ds["rel_rmse_unclamped"]
     real = ds["sample"] >= 0
-    bad = (raw >= BLOW_UP) | ~np.isfinite(raw)
-    return bad.any("step") & real
+    nonfinite = (~np.isfinite(raw)).any("step") & real
+    lost = ((raw >= BLOW_UP).any("step") & real) | nonfinite
+    return int(lost.sum()), int(nonfinite.sum())
 
 
 def _heldout_step(files: Iterable[xr.Dataset], step: int) -> dict[tuple[str, str], float]:
@@ -194,8 +195,10 @@ def ood_table(ood_files: Iterable[str | os.PathLike], metric_files: Iterable[str
               step: int = 5) -> pd.DataFrame:
     """One row per data set, run and variant: the mean relative RMSE at ``step`` and at the last step (mean over
     the run's seeds of the mean over trajectories, clamped as in the evaluation), the run's held-out error at
-    ``step`` from ``metric_files`` where given (``in_distribution``) and its ratio, and the trajectories that blew
-    up (summed over seeds) with the earliest step at which a variant's set was clamped (-1: never)."""
+    ``step`` from ``metric_files`` where given (``in_distribution``) and its ratio, the trajectories whose error
+    reached 1 (``lost``: the prediction no better than zero) and those whose state turned non-finite
+    (``nonfinite``: blown up), both summed over seeds, and the earliest step at which a variant's set was clamped
+    (-1: never)."""
     opened = [xr.load_dataset(p) for p in ood_files]
     heldout = _heldout_step((xr.load_dataset(p) for p in metric_files), step)
     groups: dict[tuple[str, str], list[xr.Dataset]] = {}
@@ -209,6 +212,7 @@ def ood_table(ood_files: Iterable[str | os.PathLike], metric_files: Iterable[str
             at = float(np.mean([float(p["rel_rmse_mean"].sel(step=step)) for p in parts]))
             diverged = [int(p["diverged_step"]) for p in parts if int(p["diverged_step"]) >= 0]
             inside = heldout.get((dataset, run), math.nan)
+            counts = [_count(p) for p in parts]
             rows.append({
                 "dataset": dataset, "model": run, "variant": str(variant), "seeds": len(parts),
                 "trajectories": int(parts[0]["n_trajectories"]),
@@ -216,7 +220,8 @@ def ood_table(ood_files: Iterable[str | os.PathLike], metric_files: Iterable[str
                 f"step{last}": float(np.mean([float(p["rel_rmse_mean"].sel(step=last)) for p in parts])),
                 f"in_distribution_step{step}": inside,
                 "ratio": at / inside if inside and math.isfinite(inside) else math.nan,
-                "blown_up": int(sum(int(_blown_up(p).sum()) for p in parts)),
+                "lost": sum(c[0] for c in counts),
+                "nonfinite": sum(c[1] for c in counts),
                 "first_clamped_step": min(diverged) if diverged else -1,
             })
     return pd.DataFrame(rows)
@@ -233,6 +238,6 @@ def write_ood_table(table: pd.DataFrame, stem: str | os.PathLike) -> dict[str, P
     caption = ("Out of distribution (mesodyn.ood): relative RMSE of autoregressive rollouts on trajectories whose "
                "initial fields differ from the training data's (amplitude: the field times the factor; k_offset: "
                "the drawn wavenumbers moved up), mean over trajectories and seeds, clamped as in the evaluation; "
-               "in_distribution: the run's held-out error at the same step, ratio: the two's quotient; blown_up: "
-               "trajectories whose error reached 1 or which turned non-finite, over all seeds.")
+               "in_distribution: the run's held-out error at the same step, ratio: the two's quotient; lost: "
+               "trajectories whose error reached 1; nonfinite: those that blew up (both over all seeds).")
     return write_captioned(table, shown, stem, name="ood", title="out of distribution", caption=caption)
