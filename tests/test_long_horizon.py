@@ -133,8 +133,10 @@ def test_long_horizon_plan_takes_the_configured_runs_and_data_sets():
     plan = long_horizon_plan(config)
     assert {e["run"] for e in plan} == {"speconsnet_avf"}
     assert {e["dataset"] for e in plan} == {"fput", "fene", "kdv", "allen_cahn"}
-    config["figures"]["long_horizon_datasets"] = None
+    config["figures"]["long_horizon_runs"] = None  # every run
     assert "allen_cahn_2d" in {e["dataset"] for e in long_horizon_plan(config)}
+    config["figures"]["long_horizon_datasets"] = ["kdv"]
+    assert {e["dataset"] for e in long_horizon_plan(config)} == {"kdv"}
     config["figures"]["long_horizon_datasets"] = ["kdv", "burgers"]
     with pytest.raises(ConfigError, match="long_horizon_datasets.*burgers"):
         long_horizon_plan(config)
