@@ -12,12 +12,12 @@ import torch
 import xarray as xr
 
 from mesodyn.chains.data import make_chain_data
-from mesodyn.config import load_config
+from mesodyn.config import ConfigError, load_config
 from mesodyn.continuum import make_dataset
 from mesodyn.evaluation import evaluate
 from mesodyn.fields import grid_from_data
 from mesodyn.models import build_model, config_for_data
-from mesodyn.ood import (evaluate_ood, ood_data_files, ood_datasets, ood_metric_targets, ood_table, ood_targets,
+from mesodyn.ood import (check_ood, evaluate_ood, ood_data_files, ood_datasets, ood_metric_targets, ood_table, ood_targets,
                          variant_params, write_ood_table)
 
 SHORT_KDV = {"n_samples": 4, "n_grid": 64, "t_final": 0.004}  # 4 frames of 1e-3
@@ -44,6 +44,9 @@ def test_variant_params_scale_amplitude_bound_and_band():
         variant_params(config, "kdv", "wide")
     with pytest.raises(ValueError, match="generated data sets"):
         variant_params(config, "my_data", "amp")
+    config["ood"]["variants"]["far"] = {"k_offset": 200}
+    with pytest.raises(ConfigError, match=r"ood.variants.far' cannot be drawn for kdv: .*Nyquist"):
+        check_ood(config)
 
 
 def test_targets_only_where_variants_are_named():

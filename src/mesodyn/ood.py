@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["GENERATED", "BLOW_UP", "OOD_TABLE", "ood_datasets", "ood_data_path", "ood_metric_targets",
+__all__ = ["GENERATED", "BLOW_UP", "OOD_TABLE", "check_ood", "ood_datasets", "ood_data_path", "ood_metric_targets",
            "ood_targets", "variant_params", "ood_data_files", "evaluate_ood", "evaluate_ood_files", "ood_table",
            "write_ood_table"]
 
@@ -103,7 +103,33 @@ def variant_params(config: Mapping[str, Any], dataset: str, variant: str) -> dic
         params["u_bound"] = float(params["u_bound"]) * max(amplitude, 1.0)
     n = int(ood.get("n_samples", 50))
     params["n_samples"] = max(1, n // 5) if dataset == "allen_cahn_2d" else n
+    _check_params(dataset, variant, params)
     return params
+
+
+def _check_params(dataset: str, variant: str, params: Mapping[str, Any]) -> None:
+    """The generator's own checks of a variant's parameters, as a config error naming the variant."""
+    from mesodyn.config import ConfigError
+
+    try:
+        if dataset in _CHAINS:
+            from mesodyn.chains.models import chain_from_config
+
+            chain_from_config(dataset, dict(params))
+        else:
+            from mesodyn.continuum.datasets import config_for
+
+            config_for(dataset, params)
+    except ValueError as exc:
+        raise ConfigError(f"config 'ood.variants.{variant}' cannot be drawn for {dataset}: "
+                          f"{str(exc).rstrip('.')}.") from None
+
+
+def check_ood(config: Mapping[str, Any]) -> None:
+    """Every variant of every data set of :func:`ood_datasets` (start-up check: a bad variant is one sentence)."""
+    for dataset in ood_datasets(config):
+        for variant in config["ood"]["variants"]:
+            variant_params(config, dataset, variant)
 
 
 def ood_data_files(dataset: str, variant: str, config: Mapping[str, Any], *, fields_path: str | os.PathLike,

@@ -4,9 +4,16 @@
 
 from mesodyn.ood import (
     OOD_TABLE,
+    check_ood,
     ood_data_path,
     ood_metric_targets,
 )
+
+try:
+    check_ood(config)
+except ConfigError as exc:
+    sys.stderr.write(f"mesodyn: {exc}\n")
+    sys.exit(1)
 
 OOD_VARIANTS = list((config.get("ood", {}) or {}).get("variants", {}))
 
