@@ -17,8 +17,8 @@ from mesodyn.continuum import make_dataset
 from mesodyn.evaluation import evaluate
 from mesodyn.fields import grid_from_data
 from mesodyn.models import build_model, config_for_data
-from mesodyn.ood import (check_ood, evaluate_ood, ood_data_files, ood_datasets, ood_metric_targets, ood_table, ood_targets,
-                         variant_params, write_ood_table)
+from mesodyn.ood import (check_ood, evaluate_ood, ood_data_files, ood_datasets, ood_metric_targets, ood_table,
+                         ood_targets, variant_params, write_ood_table)
 
 SHORT_KDV = {"n_samples": 4, "n_grid": 64, "t_final": 0.004}  # 4 frames of 1e-3
 

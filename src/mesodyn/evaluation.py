@@ -86,7 +86,7 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
     "EPS", "CLAMP_THRESHOLD", "PAPER_SET_SIZE", "SETS", "SPLIT_PARTS",
-    "relative_rmse", "clamp_diverged", "paper_indices", "training_budget", "has_paper_set", "evaluation_sets",
+    "relative_rmse", "clamp_diverged", "paper_indices", "run_summary", "training_budget", "has_paper_set", "evaluation_sets",
     "split_membership",
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
@@ -437,12 +437,9 @@ def evaluate_files(run_dir: str | os.PathLike, data_path: str | os.PathLike, out
 
     run_dir = Path(run_dir)
     split = json.loads((run_dir / "split.json").read_text())
-    seed, budget = None, {}
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        record = json.loads(summary.read_text())
-        seed = record.get("train", {}).get("seed")
-        budget = training_budget(record, n_train=len(split["train"]))
+    record = run_summary(run_dir)
+    seed = record.get("train", {}).get("seed")
+    budget = training_budget(record, n_train=len(split["train"])) if record else {}
     model = load_model(run_dir, device="cpu", dtype=torch.float32)
     with open_fields(data_path) as data:
         _check_evaluation_data(data, split, source=data_path, dataset=dataset, run_dir=run_dir)
@@ -469,6 +466,12 @@ def _check_evaluation_data(data: xr.Dataset, split: Mapping[str, Any], *, source
                                   f"{str(exc).rstrip('.')}.") from None
     wanted = np.unique(np.concatenate([np.asarray(idx, dtype=np.int64) for idx in sets.values()]))
     check_fields(data, contract=contract, source=source, dataset=dataset, samples=wanted)
+
+
+def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's ``summary.json`` (:func:`mesodyn.training.fit`), or ``{}`` where the folder has none."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def training_budget(summary: Mapping[str, Any], *, n_train: int) -> dict[str, Any]:

@@ -14,8 +14,8 @@ The variants are drawn from their own seed (``ood.seed``), so no trajectory repe
 fitted run is rolled out on every trajectory of every variant (none was trained on) with the evaluation's metric
 and clamp (:mod:`mesodyn.evaluation`), and :func:`ood_table` lists per data set, run and variant the mean error at
 step 5 and at the last step, beside the run's own held-out error, how many trajectories were lost (an error of 1 or
-more at any step) and how many blew up (a non-finite state). A longer domain is left out: the Fourier models learn their symbols
-per mode of the data's grid, so a different domain length is a different model.
+more at any step) and how many blew up (a non-finite state). A longer domain is left out: the Fourier models learn
+their symbols per mode of the data's grid, so a different domain length is a different model.
 """
 
 from __future__ import annotations
@@ -72,14 +72,21 @@ def ood_targets(config: Mapping[str, Any]) -> list[str]:
     return [f"{OOD_TABLE}.csv", f"{OOD_TABLE}.md"] if ood_metric_targets(config) else []
 
 
-def _max_k(dataset: str, params: Mapping[str, Any]) -> int:
-    if dataset in _CHAINS:
-        from mesodyn.chains.models import chain_from_config
+def _generator(dataset: str, params: Mapping[str, Any], *, where: str) -> Any:
+    """The validated generator config of ``dataset`` (a chain model or a PDE config); its own check failing is a
+    config error naming ``where``."""
+    from mesodyn.config import ConfigError
 
-        return chain_from_config(dataset, dict(params)).max_k
-    from mesodyn.continuum.datasets import config_for
+    try:
+        if dataset in _CHAINS:
+            from mesodyn.chains.models import chain_from_config
 
-    return config_for(dataset, {k: v for k, v in params.items() if k != "n_samples"}).max_k
+            return chain_from_config(dataset, dict(params))
+        from mesodyn.continuum.datasets import config_for
+
+        return config_for(dataset, params)
+    except ValueError as exc:
+        raise ConfigError(f"config '{where}' cannot be drawn for {dataset}: {str(exc).rstrip('.')}.") from None
 
 
 def variant_params(config: Mapping[str, Any], dataset: str, variant: str) -> dict[str, Any]:
@@ -97,32 +104,15 @@ def variant_params(config: Mapping[str, Any], dataset: str, variant: str) -> dic
     spec = variants[variant]
     amplitude = float(spec.get("amplitude", 1.0))
     offset = spec.get("k_offset", 0)
-    params["k_offset"] = _max_k(dataset, params) if offset == "band" else int(offset)
+    where = f"ood.variants.{variant}"
+    params["k_offset"] = _generator(dataset, params, where=where).max_k if offset == "band" else int(offset)
     params["amplitude"] = amplitude
     if "u_bound" in params:
         params["u_bound"] = float(params["u_bound"]) * max(amplitude, 1.0)
     n = int(ood.get("n_samples", 50))
     params["n_samples"] = max(1, n // 5) if dataset == "allen_cahn_2d" else n
-    _check_params(dataset, variant, params)
+    _generator(dataset, params, where=where)
     return params
-
-
-def _check_params(dataset: str, variant: str, params: Mapping[str, Any]) -> None:
-    """The generator's own checks of a variant's parameters, as a config error naming the variant."""
-    from mesodyn.config import ConfigError
-
-    try:
-        if dataset in _CHAINS:
-            from mesodyn.chains.models import chain_from_config
-
-            chain_from_config(dataset, dict(params))
-        else:
-            from mesodyn.continuum.datasets import config_for
-
-            config_for(dataset, params)
-    except ValueError as exc:
-        raise ConfigError(f"config 'ood.variants.{variant}' cannot be drawn for {dataset}: "
-                          f"{str(exc).rstrip('.')}.") from None
 
 
 def check_ood(config: Mapping[str, Any]) -> None:
@@ -181,16 +171,14 @@ def evaluate_ood_files(run_dir: str | os.PathLike, data_paths: Mapping[str, str 
                        out_path: str | os.PathLike, *, label: str, dataset: str, batch_size: int = 32) -> Path:
     """:func:`evaluate_ood` of the run in ``run_dir`` on the variant files ``data_paths`` (name -> fields file);
     the result is written atomically to ``out_path``."""
-    import json
-
     import torch
 
+    from mesodyn.evaluation import run_summary
     from mesodyn.fields import cf_units, data_units, read_fields, write_netcdf
     from mesodyn.models import load_model
 
     run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    seed = json.loads(summary.read_text()).get("train", {}).get("seed") if summary.exists() else None
+    seed = run_summary(run_dir).get("train", {}).get("seed")
     model = load_model(run_dir, device="cpu", dtype=torch.float32)
     variants = {name: read_fields(path, dataset=dataset) for name, path in data_paths.items()}
     ds = evaluate_ood(model, variants, dataset=dataset, label=label, seed=seed, batch_size=batch_size)

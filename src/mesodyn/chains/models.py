@@ -55,8 +55,8 @@ class ChainModel:
             raise ValueError(f"k_offset must be a non-negative integer, got {self.k_offset!r}")
         if 2 * (self.max_k + self.k_offset) >= self.n_sites:
             # the chain's sites resolve modes below n_sites/2 only: a higher one aliases onto a lower one
-            raise ValueError(f"max_k + k_offset ({self.max_k + self.k_offset}) must be below the chain's Nyquist mode n_sites/2 "
-                             f"({self.n_sites / 2:g})")
+            raise ValueError(f"max_k + k_offset ({self.max_k + self.k_offset}) must be below the chain's Nyquist "
+                             f"mode n_sites/2 ({self.n_sites / 2:g})")
         if self.n_slow_steps % self.save_every:
             raise ValueError(
                 f"t_final/dt_slow = {self.n_slow_steps} slow steps is not a multiple of save_every={self.save_every}"
