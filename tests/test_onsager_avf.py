@@ -23,12 +23,13 @@ DTS = (1e-3, 1e-1, 1.0, 10.0, 100.0)
 MEMBERS = [((16,), 0, "both"), ((15,), 1, "both"), ((16,), 2, "M"), ((5, 6), 3, "both")]
 
 
-def random_member(shape, seed, *, operators="both", scale=0.3, hidden=8, nonlocal_modes=3):
+def random_member(shape, seed, *, operators="both", scale=0.3, hidden=8, nonlocal_modes=3,
+                  local_derivative="exact"):
     """A float64 SpecOnsNet whose every parameter is drawn at random (not the default initialization)."""
     torch.manual_seed(seed)
     length = tuple(2 * np.pi * (1 + 0.5 * i) for i in range(len(shape)))
     model = SpecOnsNet(shape=shape, length=length, dt=1e-3, operators=operators, hidden=hidden,
-                       nonlocal_modes=nonlocal_modes, stepper="avf").double()
+                       nonlocal_modes=nonlocal_modes, stepper="avf", local_derivative=local_derivative).double()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in model.parameters():
@@ -97,6 +98,40 @@ def test_second_order_in_dt():
     assert all(1.8 < p < 2.3 for p in orders), (errors, orders)
 
 
+@pytest.mark.parametrize("shape, seed, operators", MEMBERS[1:])
+def test_interpolant_members_read_v_from_one_table_and_keep_the_law(shape, seed, operators):
+    """With ``local_derivative="interpolant"`` the step reads ``F`` from one verified table per step: the law
+    holds for the exact ``V`` to the table's tolerance (1e-12 in float64), and the state is the exact-F step's."""
+    exact = random_member(shape, seed, operators=operators)
+    fast = random_member(shape, seed, operators=operators, local_derivative="interpolant")
+    u = random_field(shape, seed)
+    with torch.no_grad():
+        v0 = exact.energy(u)["total"]
+        for dt in DTS:
+            u_fast, u_exact = fast.step(u, dt=dt), exact.step(u, dt=dt)
+            law = energy_defect(exact, u, u_fast, dt)
+            assert (law["change"] <= allowance(v0)).all(), (dt, law["change"])
+            assert (law["defect"].abs() <= allowance(v0)).all(), (dt, law["defect"])
+            assert (u_fast - u_exact).abs().max() <= 1e-9 * (1 + u_exact.abs().max()), dt
+
+
+def test_the_table_widens_when_an_iterate_leaves_it(monkeypatch):
+    from mesodyn.onsager import avf
+
+    monkeypatch.setattr(avf._StepEnergy, "MARGIN", 0.0)  # the first iterate beyond u's range must refit it
+    widened = []
+    original = avf._StepEnergy.widen
+    monkeypatch.setattr(avf._StepEnergy, "widen", lambda self, v: widened.append(original(self, v)) or widened[-1])
+    model = random_member((16,), 10, local_derivative="interpolant")
+    u = random_field((16,), 10)
+    with torch.no_grad():
+        v0 = model.energy(u)["total"]
+        u_next = model.step(u, dt=10.0)
+        law = energy_defect(model, u, u_next, 10.0)
+    assert any(widened)
+    assert (law["change"] <= allowance(v0)).all() and (law["defect"].abs() <= allowance(v0)).all()
+
+
 def test_too_few_iterations_raise_a_clear_error():
     model = random_member((16,), 8)
     u = random_field((16,), 8)
@@ -128,6 +163,18 @@ def test_gradcheck_through_the_implicit_step():
 
     inputs = (u.clone().requires_grad_(),) + tuple(v.clone().requires_grad_() for v in base.values())
     assert torch.autograd.gradcheck(step, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_gradients_through_the_table_of_an_interpolant_member():
+    """Training through the step of an interpolant model: the weights' gradient reaches ``F``'s table (through
+    its node values) and agrees with the exact-F model's to the tables' tolerance."""
+    grads = {}
+    for mode in ("exact", "interpolant"):
+        model = random_member((8,), 11, hidden=4, nonlocal_modes=2, local_derivative=mode)
+        u = random_field((8,), 11, batch=2)
+        model.step(u, dt=0.5).pow(2).sum().backward()
+        grads[mode] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(grads["interpolant"], grads["exact"], rtol=1e-7, atol=1e-9)
 
 
 def test_configs_accept_avf_where_it_applies():

@@ -191,3 +191,17 @@ def test_stopped_and_resumed_fit_equals_an_uninterrupted_one(tmp_path):
     assert run(tmp_path / "resumed", 20).resumed_from == 10
     for name in ("weights.pt", "history.csv"):
         assert (tmp_path / "straight" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
+
+
+def test_the_table_of_f_meets_the_tolerance_and_carries_the_weights_gradient():
+    """``PointwiseMLP.density_table``: ``F`` itself (the AVF step's energy) to 1e-12 of max |F| in float64, and
+    its gradient to the weights is that of the exact ``F`` to the same order."""
+    fast, exact = local_pair(8)
+    x = torch.linspace(-2.5, 2.5, 1001, dtype=torch.float64)
+    table = fast.density_table(-3.0, 3.0, like=x)
+    assert table.covers(x) and not table.covers(x + 1.0)
+    value, reference = table(x), exact(x)
+    assert float((value - reference).detach().abs().max()) <= 1e-11 * float(reference.detach().abs().max())
+    (g_table,) = torch.autograd.grad(value.sum(), fast.lin2.weight)
+    (g_exact,) = torch.autograd.grad(reference.sum(), exact.lin2.weight)
+    assert relative_error(g_table, g_exact) < 1e-9

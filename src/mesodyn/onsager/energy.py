@@ -43,7 +43,7 @@ import torch.nn.functional as tF
 from torch import nn
 
 from mesodyn.onsager._threads import in_threads as _in_threads
-from mesodyn.onsager.interpolant import interpolate_derivative
+from mesodyn.onsager.interpolant import Table, interpolate_derivative
 from mesodyn.onsager.operators import SpectralGrid
 
 __all__ = ["SILU_D1_BOUND", "SILU_D2_BOUND", "LOCAL_DERIVATIVES", "PointwiseMLP", "NonlocalEnergy", "FreeEnergy",
@@ -226,6 +226,13 @@ class _LocalDerivative(torch.autograd.Function):
                 g_w3, g_b3, g_w)
 
 
+def _density(u: torch.Tensor, w1, b1, w2, b2, w3, b3, w) -> torch.Tensor:
+    """``F(u) = w . sin(W3 silu(W2 silu(w1 u + b1) + b2) + b3)`` elementwise for the given weights."""
+    h = tF.silu(tF.linear(u.unsqueeze(-1), w1, b1))
+    h = tF.silu(tF.linear(h, w2, b2))
+    return torch.sin(tF.linear(h, w3, b3)) @ w
+
+
 class PointwiseMLP(nn.Module):
     """The local free-energy density ``F(u) = w . sin(W3 silu(W2 silu(W1 u + b1) + b2) + b3)``.
 
@@ -259,10 +266,7 @@ class PointwiseMLP(nn.Module):
         return out.reshape(u.shape)
 
     def _forward(self, u: torch.Tensor) -> torch.Tensor:
-        x = u.unsqueeze(-1)
-        h = tF.silu(self.lin1(x))
-        h = tF.silu(self.lin2(h))
-        return (torch.sin(self.lin3(h)) @ self.out.weight[0])
+        return _density(u, *self._weights())
 
     def _weights(self) -> tuple[torch.Tensor, ...]:
         return (self.lin1.weight, self.lin1.bias, self.lin2.weight, self.lin2.bias, self.lin3.weight,
@@ -280,6 +284,15 @@ class PointwiseMLP(nn.Module):
         weights64 = [w.double() for w in self._weights()]  # cast once; the interpolant calls this 2-4 times
         return interpolate_derivative(u, self.exact_derivative,
                                       lambda x: _LocalDerivative.apply(x.double(), *weights64))
+
+    def density_table(self, lo: float, hi: float, *, like: torch.Tensor) -> Table | None:
+        """A verified interpolant of ``F`` itself on ``[lo, hi]`` in ``like``'s dtype and device (the construction
+        of :mod:`.interpolant`: ``|F_table - F| <= TOLERANCE * max |F|`` at its check points), differentiable in
+        the weights; ``None`` where it cannot reach the tolerance. The AVF step reads ``V`` from it
+        (:mod:`.avf`)."""
+        weights64 = [w.double() for w in self._weights()]
+        return Table.fit(lambda x: _density(x.to(like.device).double(), *weights64).cpu(), lo, hi,
+                         dtype=like.dtype, device=like.device, what="F")
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""

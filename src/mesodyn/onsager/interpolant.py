@@ -22,8 +22,9 @@ Construction, per call (the input ``u`` is the batch of fields):
    derivative. The choice of ``B`` depends only on the weights and the range of ``u``, never on earlier calls,
    so results are reproducible and a resumed training run repeats an uninterrupted one.
 
-The interpolant is the same function as the exact ``F'`` to the stated tolerance on the data's range; the
-energy ``V`` itself is always evaluated exactly.
+The interpolant is the same function as the exact ``F'`` to the stated tolerance on the data's range. The
+energy ``V`` is evaluated exactly, except inside the AVF step of an interpolant model, which reads ``F`` itself
+from a :class:`Table` built the same way (``PointwiseMLP.density_table``; :mod:`mesodyn.onsager.avf`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "interpolate_derivative", "choose_bins"]
+__all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "Table", "interpolate_derivative", "choose_bins"]
 
 DEGREE = 5
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
@@ -103,6 +104,42 @@ def choose_bins(exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: 
     return (n_bins, error, values) if error <= tolerance else None
 
 
+class Table:
+    """A verified piecewise polynomial of a function of one variable on ``[lo, hi]``: ``table(u)`` evaluates it
+    elementwise (differentiable in ``u`` and, through the node values, in the weights of the function it was
+    built from). Points outside ``[lo, hi]`` read the nearest end bin's polynomial: callers keep them inside
+    (:meth:`covers`)."""
+
+    def __init__(self, coefficients: torch.Tensor, lo: float, hi: float):
+        self.coefficients, self.lo, self.hi = coefficients, lo, hi
+        self.inv_h = coefficients.shape[0] / (hi - lo)
+
+    @classmethod
+    def fit(cls, exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float, *, dtype: torch.dtype,
+            device: torch.device | str, what: str) -> Table | None:
+        """The table of ``exact64`` (the function in float64, on the CPU) on ``[lo, hi]`` to :data:`TOLERANCE`
+        of ``dtype``; ``None`` (with a warning naming ``what``) where :data:`MAX_BINS` do not reach it or the
+        dtype has no tolerance."""
+        tolerance = TOLERANCE.get(dtype)
+        if tolerance is None:
+            return None
+        chosen = choose_bins(exact64, lo, hi, tolerance)
+        if chosen is None:
+            warnings.warn(f"{what} interpolant: {MAX_BINS} bins do not reach the tolerance {tolerance:g} on "
+                          f"[{lo:.3g}, {hi:.3g}]; using the exact {what}.", RuntimeWarning, stacklevel=4)
+            return None
+        _, _, values = chosen
+        return cls((values @ _TO_MONOMIAL_T).to(device=device, dtype=dtype), lo, hi)
+
+    def covers(self, u: torch.Tensor) -> bool:
+        """Whether every value of ``u`` lies in ``[lo, hi]``."""
+        bounds = _range(u)
+        return bounds is not None and self.lo <= bounds[0] and bounds[1] <= self.hi
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return _PiecewisePolynomial.apply(u, self.coefficients, self.lo, self.inv_h)
+
+
 def interpolate_derivative(u: torch.Tensor, exact: Callable[[torch.Tensor], torch.Tensor],
                            exact64: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``F'(u)`` through the verified interpolant (see the module docstring).
@@ -111,18 +148,11 @@ def interpolate_derivative(u: torch.Tensor, exact: Callable[[torch.Tensor], torc
     ``exact64(x)`` the same in float64 with the weights cast to float64 (differentiable in the weights).
     """
     bounds = _range(u)
-    tolerance = TOLERANCE.get(u.dtype)
-    if bounds is None or tolerance is None or u.numel() == 0:
-        return exact(u)  # non-finite fields (the training NaN guard reports them) or an unusual dtype
-    lo, hi = bounds
-    chosen = choose_bins(lambda x: exact64(x.to(u.device)).cpu(), lo, hi, tolerance)
-    if chosen is None:
-        warnings.warn(f"F' interpolant: {MAX_BINS} bins do not reach the tolerance {tolerance:g} on "
-                      f"[{lo:.3g}, {hi:.3g}]; using the exact F' for this call.", RuntimeWarning, stacklevel=3)
-        return exact(u)
-    n_bins, _, values = chosen
-    table = (values @ _TO_MONOMIAL_T).to(device=u.device, dtype=u.dtype)
-    return _PiecewisePolynomial.apply(u, table, lo, n_bins / (hi - lo))
+    if bounds is None or u.numel() == 0:
+        return exact(u)  # non-finite fields (the training NaN guard reports them)
+    table = Table.fit(lambda x: exact64(x.to(u.device)).cpu(), *bounds, dtype=u.dtype, device=u.device,
+                      what="F'")
+    return exact(u) if table is None else table(u)
 
 
 class _PiecewisePolynomial(torch.autograd.Function):
