@@ -88,6 +88,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from mesodyn.onsager.interpolant import covering_range
+
 __all__ = ["AVF_NODES", "StepperConvergenceError", "avf_step", "gauss_legendre", "discrete_gradient",
            "energy_defect", "anderson"]
 
@@ -142,14 +144,12 @@ class _StepEnergy:
             self._fit(u)
 
     def _fit(self, x: torch.Tensor, lo: float = math.inf, hi: float = -math.inf) -> None:
-        x_lo, x_hi = (float(b) for b in torch.aminmax(x.detach()))
-        lo, hi = min(lo, x_lo), max(hi, x_hi)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        bounds = covering_range(x, lo, hi, margin=self.MARGIN)
+        if bounds is None:
             self.table = None  # non-finite fields: the exact F (the rollout's guard reports them)
             return
-        pad = self.MARGIN * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
         with torch.set_grad_enabled(self.differentiable):
-            self.table = self.fe.local.density_table(lo - pad, hi + pad, like=x)
+            self.table = self.fe.local.density_table(*bounds, like=x)
 
     def widen(self, v: torch.Tensor) -> bool:
         """Refit the table over a range that also covers ``v`` if ``v`` leaves it; whether it did."""

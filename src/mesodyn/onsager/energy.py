@@ -34,6 +34,7 @@ Then ``|d^2 sin(z_j)|, |d^2 cos(z_j)| <= g_j^2 + H_j``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -43,7 +44,7 @@ import torch.nn.functional as tF
 from torch import nn
 
 from mesodyn.onsager._threads import in_threads as _in_threads
-from mesodyn.onsager.interpolant import Table, interpolate_derivative
+from mesodyn.onsager.interpolant import Table, covering_range, interpolate_derivative
 from mesodyn.onsager.operators import SpectralGrid
 
 __all__ = ["SILU_D1_BOUND", "SILU_D2_BOUND", "LOCAL_DERIVATIVES", "PointwiseMLP", "NonlocalEnergy", "FreeEnergy",
@@ -245,6 +246,7 @@ class PointwiseMLP(nn.Module):
         if derivative not in LOCAL_DERIVATIVES:
             raise ValueError(f"derivative must be one of {', '.join(LOCAL_DERIVATIVES)}, got {derivative!r}.")
         self.derivative_mode = derivative
+        self._shared: Table | None = None  # the table of :meth:`shared_table`, inside its block
         self.lin1 = nn.Linear(1, hidden)
         self.lin2 = nn.Linear(hidden, hidden)
         self.lin3 = nn.Linear(hidden, hidden)
@@ -278,12 +280,39 @@ class PointwiseMLP(nn.Module):
         return _LocalDerivative.apply(u, *self._weights())
 
     def derivative(self, u: torch.Tensor) -> torch.Tensor:
-        """``F'(u)`` elementwise, exact or through the verified interpolant (see the class docstring)."""
+        """``F'(u)`` elementwise, exact or through the verified interpolant (see the class docstring); inside
+        :meth:`shared_table`, through its one table wherever that covers ``u``."""
         if self.derivative_mode == "exact":
             return self.exact_derivative(u)
+        shared = self._shared
+        if shared is not None and (shared.differentiable or not torch.is_grad_enabled()) and shared.covers(u):
+            return shared(u)
+        return interpolate_derivative(u, self.exact_derivative, self._exact64())
+
+    def _exact64(self):
         weights64 = [w.double() for w in self._weights()]  # cast once; the interpolant calls this 2-4 times
-        return interpolate_derivative(u, self.exact_derivative,
-                                      lambda x: _LocalDerivative.apply(x.double(), *weights64))
+        return lambda x: _LocalDerivative.apply(x.double(), *weights64)
+
+    @contextlib.contextmanager
+    def shared_table(self, fields: torch.Tensor):
+        """Within the block, ``F'`` (interpolant mode) reads one verified table fitted on the range of ``fields``
+        with a margin (:func:`.interpolant.covering_range`) instead of fitting one per call; a call whose points
+        leave it fits its own as before. The weights must not change inside the block (one training step: its
+        forward and backward). Built with gradients on, the table carries the weights' gradient of every call
+        that read it, summed at its nodes."""
+        if self.derivative_mode != "interpolant":
+            yield
+            return
+        bounds = covering_range(fields)
+        previous = self._shared
+        if bounds is not None:
+            exact64 = self._exact64()
+            self._shared = Table.fit(lambda x: exact64(x.to(fields.device)).cpu(), *bounds, dtype=fields.dtype,
+                                     device=fields.device, what="F'")
+        try:
+            yield
+        finally:
+            self._shared = previous
 
     def density_table(self, lo: float, hi: float, *, like: torch.Tensor) -> Table | None:
         """A verified interpolant of ``F`` itself on ``[lo, hi]`` in ``like``'s dtype and device (the construction

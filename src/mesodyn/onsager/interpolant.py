@@ -36,7 +36,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "Table", "interpolate_derivative", "choose_bins"]
+__all__ = ["DEGREE", "TOLERANCE", "MAX_BINS", "Table", "covering_range", "interpolate_derivative",
+           "choose_bins"]
 
 DEGREE = 5
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
@@ -113,6 +114,7 @@ class Table:
     def __init__(self, coefficients: torch.Tensor, lo: float, hi: float):
         self.coefficients, self.lo, self.hi = coefficients, lo, hi
         self.inv_h = coefficients.shape[0] / (hi - lo)
+        self.differentiable = coefficients.requires_grad
 
     @classmethod
     def fit(cls, exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float, *, dtype: torch.dtype,
@@ -138,6 +140,18 @@ class Table:
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         return _PiecewisePolynomial.apply(u, self.coefficients, self.lo, self.inv_h)
+
+
+def covering_range(x: torch.Tensor, lo: float = math.inf, hi: float = -math.inf, *,
+                   margin: float = 0.25) -> tuple[float, float] | None:
+    """``[lo, hi]`` widened to cover ``x`` and then by ``margin`` of its width (plus ``1e-3 max(1, |ends|)``) on
+    either side: the range of a table meant to serve several calls; ``None`` for non-finite ``x``."""
+    x_lo, x_hi = (float(b) for b in torch.aminmax(x.detach()))
+    lo, hi = min(lo, x_lo), max(hi, x_hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    pad = margin * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
+    return lo - pad, hi + pad
 
 
 def interpolate_derivative(u: torch.Tensor, exact: Callable[[torch.Tensor], torch.Tensor],

@@ -134,6 +134,12 @@ class SpecOnsNet(GradientFlowModel):
             return super()._stepping(stepper)
         return stepper or cfg.train_stepper or cfg.stepper, int(cfg.train_substeps or cfg.substeps)
 
+    def shared_tables(self, fields: torch.Tensor):
+        """A context in which ``F'`` reads one table fitted on the range of ``fields`` (interpolant models; see
+        :meth:`mesodyn.onsager.energy.PointwiseMLP.shared_table`): what one training step's K-step rollout, its
+        backward included, uses instead of a table per call."""
+        return self.free_energy.local.shared_table(fields)
+
     @property
     def local_derivative(self) -> str:
         """How ``F'`` is evaluated, ``"exact"`` or ``"interpolant"`` (:class:`mesodyn.onsager.energy.PointwiseMLP`:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -20,9 +22,14 @@ def rollout_loss(model: nn.Module, windows: torch.Tensor, *, rollout_steps: int)
     n_start = length - rollout_steps
     state = windows[:, :n_start].reshape(batch * n_start, *grid)
     total = windows.new_zeros(())
-    for k in range(1, rollout_steps + 1):
-        # Detached: each step is trained on its own previous output, never back through it.
-        state = model.step(state.detach())
-        target = windows[:, k : k + n_start].reshape(batch * n_start, *grid)
-        total = total + torch.mean((state - target) ** 2)
+    # One F' table for the whole rollout (SpecOnsNet's interpolant), fitted on the windows' range with a margin.
+    # Its node values stay in the loss's graph after the block, so the backward sums the weights' gradient of
+    # every call that read it at its nodes (one backward pass of the exact F' instead of one per call).
+    shared = getattr(model, "shared_tables", None)
+    with shared(windows) if shared is not None else contextlib.nullcontext():
+        for k in range(1, rollout_steps + 1):
+            # Detached: each step is trained on its own previous output, never back through it.
+            state = model.step(state.detach())
+            target = windows[:, k : k + n_start].reshape(batch * n_start, *grid)
+            total = total + torch.mean((state - target) ** 2)
     return total / rollout_steps
