@@ -6,9 +6,12 @@ own copy of the same model (seed 0) for ``--steps`` steps on the same windows, t
 so that the shared machine's load hits them alike; reported are the minimum and median of the step times and how far
 the variant's losses are from the reference variant's (``bitwise`` or the largest relative difference). Variants:
 
-* ``reference``: the loop before this benchmark (one finiteness check per parameter gradient);
-* ``one check``: one stacked finiteness check of all gradients (what the loop does now);
-* ``Adam foreach`` / ``Adam fused``: PyTorch's multi-tensor and fused Adam on the CPU;
+* ``reference``: the loop before this benchmark (one finiteness check per parameter gradient, an ``F'`` table per
+  call of the interpolant);
+* ``one check``: one stacked finiteness check of all gradients;
+* ``one table``: and one ``F'`` table for the step's whole K-step rollout (``SpecOnsNet.shared_tables``, what the
+  loop does now);
+* ``Adam foreach`` / ``Adam fused``: PyTorch's multi-tensor and fused Adam on the CPU, with one check and one table;
 * ``compiled loss``: ``torch.compile`` of the K-step loss (inductor, a C compiler is installed), with the seconds the
   first compiled step took (only with ``--compile``: about a minute of compiling, and it recompiles for every new
   range of the fields, which the interpolant reads as Python numbers).
@@ -20,6 +23,7 @@ Run ``python benchmarks/step_options.py [--batch 32] [--steps 50] [--compile]``;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -38,6 +42,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _each_finite(tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+def _per_call_tables(model, batch_windows, *, rollout_steps):
+    """The K-step loss with an ``F'`` table fitted at every call (before ``SpecOnsNet.shared_tables``)."""
+    model.shared_tables = lambda fields: contextlib.nullcontext()  # an instance attribute hides the method
+    return rollout_loss(model, batch_windows, rollout_steps=rollout_steps)
 
 
 def make_step(*, batch: int, adam: dict, finite, loss_fn, pool: torch.Tensor):
@@ -74,13 +84,14 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     pool = windows(1, 64)
     variants = {
-        "reference": dict(adam={}, finite=_each_finite, loss_fn=rollout_loss),
-        "one check": dict(adam={}, finite=_all_finite, loss_fn=rollout_loss),
-        "Adam foreach": dict(adam={"foreach": True}, finite=_each_finite, loss_fn=rollout_loss),
-        "Adam fused": dict(adam={"fused": True}, finite=_each_finite, loss_fn=rollout_loss),
+        "reference": dict(adam={}, finite=_each_finite, loss_fn=_per_call_tables),
+        "one check": dict(adam={}, finite=_all_finite, loss_fn=_per_call_tables),
+        "one table": dict(adam={}, finite=_all_finite, loss_fn=rollout_loss),
+        "Adam foreach": dict(adam={"foreach": True}, finite=_all_finite, loss_fn=rollout_loss),
+        "Adam fused": dict(adam={"fused": True}, finite=_all_finite, loss_fn=rollout_loss),
     }
     if args.compile:
-        variants["compiled loss"] = dict(adam={}, finite=_each_finite, loss_fn=torch.compile(rollout_loss))
+        variants["compiled loss"] = dict(adam={}, finite=_all_finite, loss_fn=torch.compile(rollout_loss))
     steps = {name: make_step(batch=args.batch, pool=pool, **v) for name, v in variants.items()}
     losses = {name: [] for name in steps}
     times = {name: [] for name in steps}
