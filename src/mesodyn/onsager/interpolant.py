@@ -21,6 +21,9 @@ Construction, per call (the input ``u`` is the batch of fields):
    gradient is the exact gradient of the interpolant); with respect to ``u`` through the polynomial's
    derivative. The choice of ``B`` depends only on the weights and the range of ``u``, never on earlier calls,
    so results are reproducible and a resumed training run repeats an uninterrupted one.
+5. One table for several calls: inside a training step the K-step rollout reads one table fitted on the range of
+   its windows with a margin (:func:`covering_range`; ``PointwiseMLP.shared_table``), and a call whose points
+   leave it fits its own. That range, too, depends only on the step's data.
 
 The interpolant is the same function as the exact ``F'`` to the stated tolerance on the data's range. The
 energy ``V`` is evaluated exactly, except inside the AVF step of an interpolant model, which reads ``F`` itself
