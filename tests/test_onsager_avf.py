@@ -115,6 +115,23 @@ def test_interpolant_members_read_v_from_one_table_and_keep_the_law(shape, seed,
             assert (u_fast - u_exact).abs().max() <= 1e-9 * (1 + u_exact.abs().max()), dt
 
 
+def test_one_step_of_an_interpolant_member_fits_two_tables(monkeypatch):
+    """One table of F' for the whole solve (not one per iterate) and one of F; the state is the exact-F step's."""
+    from mesodyn.onsager import interpolant
+
+    fits = []
+    original = interpolant.Table.fit.__func__
+    monkeypatch.setattr(interpolant.Table, "fit",
+                        classmethod(lambda cls, *a, **k: fits.append(k["what"]) or original(cls, *a, **k)))
+    fast = random_member((16,), 12, local_derivative="interpolant")
+    u = random_field((16,), 12)
+    with torch.no_grad():
+        u_fast, iterations = avf_step(fast, u, 0.1, return_iterations=True)
+        u_exact = avf_step(random_member((16,), 12), u, 0.1)
+    assert iterations >= 3 and sorted(fits) == ["F", "F'"]
+    assert (u_fast - u_exact).abs().max() <= 1e-9
+
+
 def test_the_table_widens_when_an_iterate_leaves_it(monkeypatch):
     from mesodyn.onsager import avf
 

@@ -82,6 +82,7 @@ memory is one application of ``Phi`` whatever the number of iterations.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -320,16 +321,20 @@ def avf_step(model, u: torch.Tensor, dt: float, *, nodes: int = AVF_NODES, tol: 
         raise ValueError("stepper 'avf' conserves or dissipates the energy only for a gradient flow, which this "
                          "model (nonlocal_gradient 'paper') is not; use 'euler' or 'sbdf1'.")
     tol = _TOL.get(u.dtype, 1e-5) if tol is None else float(tol)
-    phi = _AVFMap(model, u, dt, nodes=nodes)
-    with torch.no_grad():
-        # The first map value from v = u is Crank-Nicolson in A with G explicit: already a first-order step.
-        v_star, iterations = anderson(phi, u.detach(), scale=1.0 + _rms(u.detach()), tol=tol, max_iter=max_iter,
-                                      what="implicit equation")
-    if torch.is_grad_enabled() and (u.requires_grad or any(p.requires_grad for p in model.parameters())):
-        out = phi(v_star)
-        out.register_hook(_adjoint_hook(phi, v_star, tol=tol, max_iter=max_iter))
-    else:
-        out = v_star
+    # An interpolant model's F' reads one table for the whole solve (fitted on u's range with a margin; the
+    # quadrature points lie between u and the iterates) instead of one per evaluation of the map.
+    shared = getattr(model, "shared_tables", None)
+    with shared(u) if shared is not None else contextlib.nullcontext():
+        phi = _AVFMap(model, u, dt, nodes=nodes)
+        with torch.no_grad():
+            # The first map value from v = u is Crank-Nicolson in A with G explicit: already a first-order step.
+            v_star, iterations = anderson(phi, u.detach(), scale=1.0 + _rms(u.detach()), tol=tol,
+                                          max_iter=max_iter, what="implicit equation")
+        if torch.is_grad_enabled() and (u.requires_grad or any(p.requires_grad for p in model.parameters())):
+            out = phi(v_star)
+            out.register_hook(_adjoint_hook(phi, v_star, tol=tol, max_iter=max_iter))
+        else:
+            out = v_star
     return (out, iterations) if return_iterations else out
 
 
