@@ -86,8 +86,8 @@ from mesodyn.provenance import provenance_attrs, to_netcdf_attrs
 
 __all__ = [
     "EPS", "CLAMP_THRESHOLD", "PAPER_SET_SIZE", "SETS", "SPLIT_PARTS",
-    "relative_rmse", "clamp_diverged", "paper_indices", "run_summary", "training_budget", "has_paper_set", "evaluation_sets",
-    "split_membership",
+    "relative_rmse", "clamp_diverged", "paper_indices", "run_summary", "training_budget", "has_paper_set",
+    "evaluation_sets", "split_membership",
     "metric_dataset", "evaluate", "evaluate_files", "combine_seeds",
 ]
 

@@ -121,9 +121,10 @@ def gauss_legendre(nodes: int, *, like: torch.Tensor) -> tuple[torch.Tensor, tor
     return as_tensor(0.5 * (x + 1.0)), as_tensor(0.5 * w)
 
 
-def _nonlinear_energy(free_energy, u: torch.Tensor) -> torch.Tensor:
-    """``G(u) = int F(u) + V_nl(u)`` per batch member."""
-    g = free_energy.grid.integral(free_energy.local(u))
+def _nonlinear_energy(free_energy, u: torch.Tensor, density: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      ) -> torch.Tensor:
+    """``G(u) = int F(u) + V_nl(u)`` per batch member, with ``F`` evaluated by ``density`` (default the MLP)."""
+    g = free_energy.grid.integral((free_energy.local if density is None else density)(u))
     if free_energy.nonlocal_part is not None:
         g = g + free_energy.nonlocal_part(u)
     return g
@@ -161,11 +162,7 @@ class _StepEnergy:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``G(x) = int F(x) + V_nl(x)`` per batch member."""
-        local = self.fe.local(x) if self.table is None else self.table(x)
-        g = self.fe.grid.integral(local)
-        if self.fe.nonlocal_part is not None:
-            g = g + self.fe.nonlocal_part(x)
-        return g
+        return _nonlinear_energy(self.fe, x, self.table)
 
 
 def discrete_gradient(free_energy, u: torch.Tensor, v: torch.Tensor, *, nodes: int,

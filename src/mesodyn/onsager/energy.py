@@ -290,7 +290,8 @@ class PointwiseMLP(nn.Module):
         return interpolate_derivative(u, self.exact_derivative, self._exact64())
 
     def _exact64(self):
-        weights64 = [w.double() for w in self._weights()]  # cast once; the interpolant calls this 2-4 times
+        """The exact ``F'`` in float64 (weights cast once; the interpolant calls it 2-4 times per table)."""
+        weights64 = [w.double() for w in self._weights()]
         return lambda x: _LocalDerivative.apply(x.double(), *weights64)
 
     @contextlib.contextmanager
@@ -306,9 +307,8 @@ class PointwiseMLP(nn.Module):
         bounds = covering_range(fields)
         previous = self._shared
         if bounds is not None:
-            exact64 = self._exact64()
-            self._shared = Table.fit(lambda x: exact64(x.to(fields.device)).cpu(), *bounds, dtype=fields.dtype,
-                                     device=fields.device, what="F'")
+            self._shared = Table.fit(self._exact64(), *bounds, dtype=fields.dtype, device=fields.device,
+                                     what="F'")
         try:
             yield
         finally:
@@ -320,8 +320,8 @@ class PointwiseMLP(nn.Module):
         the weights; ``None`` where it cannot reach the tolerance. The AVF step reads ``V`` from it
         (:mod:`.avf`)."""
         weights64 = [w.double() for w in self._weights()]
-        return Table.fit(lambda x: _density(x.to(like.device).double(), *weights64).cpu(), lo, hi,
-                         dtype=like.dtype, device=like.device, what="F")
+        return Table.fit(lambda x: _density(x.double(), *weights64), lo, hi, dtype=like.dtype, device=like.device,
+                         what="F")
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""

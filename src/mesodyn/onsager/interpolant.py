@@ -122,13 +122,13 @@ class Table:
     @classmethod
     def fit(cls, exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float, *, dtype: torch.dtype,
             device: torch.device | str, what: str) -> Table | None:
-        """The table of ``exact64`` (the function in float64, on the CPU) on ``[lo, hi]`` to :data:`TOLERANCE`
-        of ``dtype``; ``None`` (with a warning naming ``what``) where :data:`MAX_BINS` do not reach it or the
-        dtype has no tolerance."""
+        """The table of ``exact64`` (the function in float64, evaluated on ``device``) on ``[lo, hi]`` to
+        :data:`TOLERANCE` of ``dtype``; ``None`` (with a warning naming ``what``) where :data:`MAX_BINS` do not
+        reach it or the dtype has no tolerance."""
         tolerance = TOLERANCE.get(dtype)
         if tolerance is None:
             return None
-        chosen = choose_bins(exact64, lo, hi, tolerance)
+        chosen = choose_bins(lambda x: exact64(x.to(device)).cpu(), lo, hi, tolerance)
         if chosen is None:
             warnings.warn(f"{what} interpolant: {MAX_BINS} bins do not reach the tolerance {tolerance:g} on "
                           f"[{lo:.3g}, {hi:.3g}]; using the exact {what}.", RuntimeWarning, stacklevel=4)
@@ -167,8 +167,7 @@ def interpolate_derivative(u: torch.Tensor, exact: Callable[[torch.Tensor], torc
     bounds = _range(u)
     if bounds is None or u.numel() == 0:
         return exact(u)  # non-finite fields (the training NaN guard reports them)
-    table = Table.fit(lambda x: exact64(x.to(u.device)).cpu(), *bounds, dtype=u.dtype, device=u.device,
-                      what="F'")
+    table = Table.fit(exact64, *bounds, dtype=u.dtype, device=u.device, what="F'")
     return exact(u) if table is None else table(u)
 
 
