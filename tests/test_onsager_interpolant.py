@@ -82,7 +82,36 @@ def test_gradients_match_the_exact_path(seed):
         assert float((got - want).norm() / want.norm()) < 1e-8
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_compiled_cpu_loops_equal_the_aten_kernels(monkeypatch, dtype):
+    """The CPU path (one compiled pass per direction) and the ATen path (the GPU's) are the same piecewise
+    polynomial: values and ``u``-gradients to round-off, the table's gradient (summed in another order and, on
+    the compiled path, in float64) to round-off of its sums; a float32 point at a bin's end may land in either
+    neighbour, whose polynomials agree there to the interpolant's tolerance."""
+    fast, _ = local_pair(9, hidden=32, dtype=dtype)
+    gen = torch.Generator().manual_seed(3)
+    u = (2.5 * torch.randn(3, 4000, generator=gen, dtype=torch.float64)).to(dtype)
+    cot = torch.randn(u.shape, generator=gen, dtype=torch.float64).to(dtype)
+    table = interpolant.Table.fit(fast._exact64(), -12.0, 12.0, dtype=dtype, device="cpu", what="F'")
+
+    def run():
+        x = u.clone().requires_grad_(True)
+        coefficients = table.coefficients.detach().clone().requires_grad_(True)
+        y = interpolant.Table(coefficients, table.lo, table.hi)(x)
+        (y * cot).sum().backward()
+        return y.detach(), x.grad, coefficients.grad
+
+    compiled = run()
+    assert all(torch.equal(a, b) for a, b in zip(compiled, run()))  # one fixed order: bit for bit
+    monkeypatch.setattr(interpolant, "_compiled", lambda *tensors: False)
+    aten = run()
+    tol = 1e-13 if dtype == torch.float64 else 4e-6
+    for got, want in zip(compiled, aten):
+        assert relative_error(got, want) < tol
+
+
 def test_chunks_and_threads_change_nothing_but_summation_order(monkeypatch):
+    monkeypatch.setattr(interpolant, "_compiled", lambda *tensors: False)  # the ATen path (off the CPU)
     fast, _ = local_pair(4)
     u = torch.randn(3, 1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
 
