@@ -104,6 +104,25 @@ def test_nonlocal_features_equal_the_fft_modes_and_adjoint_is_the_transpose(shap
     assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("mode", ["consistent", "paper"])
+@pytest.mark.parametrize("shape", [(12,), (6, 8)])
+def test_nonlocal_gradient_function_passes_gradcheck(shape, mode):
+    """``V_nl``'s gradient is one Function with a hand-written reverse pass: its derivatives in the field and in
+    every weight against finite differences (float64), and it refuses a second derivative."""
+    torch.manual_seed(2)
+    grid = SpecOnsNet(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3).grid
+    nl = energy.NonlocalEnergy(grid=grid, n_modes=3, hidden=6, n_out=5, gradient=mode).double()
+    weights = tuple(t.detach().clone().requires_grad_() for t in (nl.lin1.weight, nl.lin1.bias, nl.lin2.weight,
+                                                                  nl.lin2.bias, nl.lin3.weight, nl.lin3.bias, nl.v))
+    u = torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)
+    scale = nl._weight(u) if mode == "paper" else 1.0 / grid.cell_volume
+    apply = lambda x, *w: energy._NonlocalGradient.apply(x, *w, nl, scale)  # noqa: E731
+    assert torch.autograd.gradcheck(apply, (u,) + weights)
+    (g,) = torch.autograd.grad(apply(u, *weights).sum(), u, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), weights[0])
+
+
 @pytest.mark.parametrize("shape", [(16,), (6, 8)])
 def test_training_gradients_equal_the_authors_double_backward(shape, monkeypatch):
     """One Euler step's loss gradient, every parameter, against ``mu`` from autograd with create_graph=True."""

@@ -474,16 +474,12 @@ class NonlocalEnergy(nn.Module):
 
     def gradient(self, u: torch.Tensor) -> torch.Tensor:
         """``dV_nl/du`` in the grid inner product, or with ``gradient="paper"`` the authors' gradient on the
-        raw FFT coefficients (see the class Notes); by a hand-written backward pass (differentiable)."""
-        c = self.features(u)
-        d1, d2, z3 = self._forward_parts(c)
-        g3 = self.grid.volume * torch.sin(z3) * self.v**2
-        g2 = (g3 @ self.lin3.weight) * d2
-        g1 = (g2 @ self.lin2.weight) * d1
-        gc = g1 @ self.lin1.weight
-        if self.gradient_mode == "paper":
-            return self.adjoint(gc * self._weight(gc))
-        return self.adjoint(gc) / self.grid.cell_volume
+        raw FFT coefficients (see the class Notes). A hand-written backward pass of ``V_nl``, itself once
+        differentiable (in ``u`` and the weights) by a hand-written reverse pass (:class:`_NonlocalGradient`):
+        a dozen kernels each way instead of an autograd graph of some sixty nodes."""
+        scale = self._weight(u) if self.gradient_mode == "paper" else 1.0 / self.grid.cell_volume
+        return _NonlocalGradient.apply(u, self.lin1.weight, self.lin1.bias, self.lin2.weight, self.lin2.bias,
+                                       self.lin3.weight, self.lin3.bias, self.v, self, scale)
 
     def _weight(self, like: torch.Tensor) -> torch.Tensor:
         """``w / N`` per feature (the paper gradient's rescaling), cached per dtype/device like the tables."""
@@ -507,6 +503,67 @@ class NonlocalEnergy(nn.Module):
         """A guaranteed upper bound on the Hessian norm of ``V_nl`` in the grid inner product."""
         g, h = _curvature_bounds(self.lin1.weight.norm(dim=1), [self.lin2.weight, self.lin3.weight])
         return self.v**2 @ (g**2 + h)
+
+
+def _silu_second(z: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+    """``silu''(z) = s (1 - s) (2 + z (1 - 2 s))`` from ``s = sigmoid(z)``."""
+    return sig * (1.0 - sig) * (2.0 + z * (1.0 - 2.0 * sig))
+
+
+class _NonlocalGradient(torch.autograd.Function):
+    """``P^T (scale * dV_nl/dc)`` for ``V_nl = |Omega| v^2 . (1 - cos z3)``, ``z3 = W3 silu(W2 silu(W1 c + b1) + b2)
+    + b3``, ``c = P u`` (``P`` = :meth:`NonlocalEnergy.features`, ``P^T`` its adjoint), with a hand-written backward:
+    the reverse pass over the gradient's own reverse pass (``g`` below), then over the forward values. Once
+    differentiable. Layers as ``torch.nn.Linear``: ``z = x W^T + b``."""
+
+    @staticmethod
+    def forward(ctx, u, w1, b1, w2, b2, w3, b3, v, part, scale):
+        c = part.features(u)
+        z1 = torch.addmm(b1, c, w1.T)
+        sig1 = torch.sigmoid(z1)
+        h1, d1 = z1 * sig1, sig1 * (1.0 + z1 * (1.0 - sig1))
+        z2 = torch.addmm(b2, h1, w2.T)
+        sig2 = torch.sigmoid(z2)
+        h2, d2 = z2 * sig2, sig2 * (1.0 + z2 * (1.0 - sig2))
+        z3 = torch.addmm(b3, h2, w3.T)
+        weight3 = part.grid.volume * v * v
+        g3 = torch.sin(z3) * weight3                     # dV_nl/dz3
+        gh2 = g3 @ w3                                    # dV_nl/dh2
+        gz2 = gh2 * d2
+        gh1 = gz2 @ w2
+        gz1 = gh1 * d1
+        gc = gz1 @ w1                                    # dV_nl/dc
+        ctx.part, ctx.scale = part, scale
+        ctx.save_for_backward(c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1)
+        return part.adjoint(gc * scale)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        (c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1) = ctx.saved_tensors
+        part, volume = ctx.part, ctx.part.grid.volume
+        lam = part.features(grad_out) * ctx.scale          # cotangent of gc
+        # through gc = gz1 W1, gz1 = gh1 d1, gh1 = gz2 W2, gz2 = gh2 d2, gh2 = g3 W3, g3 = |Omega| v^2 sin z3
+        g_w1 = gz1.T @ lam
+        l_gz1 = lam @ w1.T
+        l_gh1 = l_gz1 * d1
+        l_z1 = l_gz1 * gh1 * _silu_second(z1, sig1)        # through d1 = silu'(z1)
+        g_w2 = gz2.T @ l_gh1
+        l_gz2 = l_gh1 @ w2.T
+        l_gh2 = l_gz2 * d2
+        l_z2 = l_gz2 * gh2 * _silu_second(z2, sig2)
+        g_w3 = g3.T @ l_gh2
+        l_g3 = l_gh2 @ w3.T
+        g_v = (l_g3 * torch.sin(z3)).sum(0) * (2.0 * volume) * v
+        l_z3 = l_g3 * torch.cos(z3) * (volume * v * v)
+        # through the forward values z3 = h2 W3^T + b3, h2 = silu(z2), z2 = h1 W2^T + b2, h1 = silu(z1), z1 = c W1^T + b1
+        g_w3 = g_w3 + l_z3.T @ h2
+        l_z2 = l_z2 + (l_z3 @ w3) * d2
+        g_w2 = g_w2 + l_z2.T @ h1
+        l_z1 = l_z1 + (l_z2 @ w2) * d1
+        g_w1 = g_w1 + l_z1.T @ c
+        g_u = part.adjoint(l_z1 @ w1) if ctx.needs_input_grad[0] else None
+        return g_u, g_w1, l_z1.sum(0), g_w2, l_z2.sum(0), g_w3, l_z3.sum(0), g_v, None, None
 
 
 class FreeEnergy(nn.Module):

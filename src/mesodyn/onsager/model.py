@@ -8,6 +8,7 @@ JSON-able config (``model.config``, :class:`mesodyn.models.configs.SpecOnsNetCon
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,6 +116,7 @@ class SpecOnsNet(GradientFlowModel):
     def __init__(self, **options: Any):
         super().__init__(**options)
         cfg = self.cfg
+        self._step_cache: dict | None = None  # weight terms of the steppers, inside :meth:`shared_tables`
         self.grid, self.operators = grid_and_operators(cfg)
         if cfg.init == "ours" and cfg.init_m_cap is not None:
             self.operators.cap_mobility_(dt=cfg.dt, init_m=cfg.init_m, cap=cfg.init_m_cap, a=cfg.init_a, b=cfg.init_b)
@@ -134,11 +136,19 @@ class SpecOnsNet(GradientFlowModel):
             return super()._stepping(stepper)
         return stepper or cfg.train_stepper or cfg.stepper, int(cfg.train_substeps or cfg.substeps)
 
+    @contextlib.contextmanager
     def shared_tables(self, fields: torch.Tensor):
-        """A context in which ``F'`` reads one table fitted on the range of ``fields`` (interpolant models; see
-        :meth:`mesodyn.onsager.energy.PointwiseMLP.shared_table`): what one training step's K-step rollout, its
-        backward included, uses instead of a table per call."""
-        return self.free_energy.local.shared_table(fields)
+        """A context for one training step's K-step rollout, its backward included (the weights must not change
+        inside): ``F'`` reads one table fitted on the range of ``fields`` (interpolant models; see
+        :meth:`mesodyn.onsager.energy.PointwiseMLP.shared_table`) instead of a table per call, and the steppers
+        form the symbols of ``M + W``, ``a + b|k|^2`` and their exponentials once, not once per step."""
+        previous = self._step_cache
+        with self.free_energy.local.shared_table(fields):
+            self._step_cache = {}
+            try:
+                yield
+            finally:
+                self._step_cache = previous
 
     @property
     def local_derivative(self) -> str:

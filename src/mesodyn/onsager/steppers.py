@@ -76,9 +76,34 @@ from mesodyn.models.configs import STEPPERS  # noqa: E402  (the one list, shared
 from mesodyn.onsager.avf import StepperConvergenceError, avf_step  # noqa: E402
 
 
+def _weight_terms(model, key, build):
+    """``build()``, or inside :meth:`SpecOnsNet.shared_tables` (one training step: the weights fixed) its value
+    from the first call of the block: the symbols and exponentials of the weights are then formed once per step,
+    not once per rollout step (the same graph, reused; the backward sums the gradients of every use)."""
+    cache = getattr(model, "_step_cache", None)
+    if cache is None:
+        return build()
+    key = (key, torch.is_grad_enabled())
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _symbols(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s, A)``: the symbol ``m + i phi`` of ``M + W`` and ``a + b|k|^2`` (half spectrum)."""
+    def build():
+        m, phi = model.operators.symbols()
+        return torch.complex(m, phi), model.free_energy.linear_symbol()
+    return _weight_terms(model, "symbols", build)
+
+
 def euler_step(model, u: torch.Tensor, dt: float) -> torch.Tensor:
-    """Explicit Euler: ``u - dt (M + W) mu(u)``."""
-    return u - dt * model.operators.apply(model.free_energy.mu(u))
+    """Explicit Euler: ``u - dt (M + W) mu(u)``, ``mu`` formed in Fourier space (``(a + b|k|^2) u_hat`` plus
+    the transform of ``grad G(u)``, as the authors' code does): three transforms, not four."""
+    grid = model.grid
+    s, linear = _symbols(model)
+    mu_hat = linear * grid.rfft(u) + grid.rfft(model.free_energy.nonlinear_gradient(u))
+    return u - dt * grid.irfft(s * mu_hat)
 
 
 def _implicit_step(model, u: torch.Tensor, dt: float, stabilization, g_hat=None) -> torch.Tensor:
@@ -87,9 +112,7 @@ def _implicit_step(model, u: torch.Tensor, dt: float, stabilization, g_hat=None)
     ``stabilization`` is a scalar or a ``(batch,)`` tensor (one ``S`` per batch member).
     """
     grid = model.grid
-    m, phi = model.operators.symbols()
-    s = torch.complex(m, phi)
-    linear = model.free_energy.linear_symbol()
+    s, linear = _symbols(model)
     u_hat = grid.rfft(u)
     if g_hat is None:
         g_hat = grid.rfft(model.free_energy.nonlinear_gradient(u))
@@ -162,28 +185,37 @@ def _phi2(z: torch.Tensor) -> torch.Tensor:
     return torch.where(small, series, (torch.exp(safe) - 1 - safe) / (safe * safe))
 
 
-def _exponential_parts(model, u: torch.Tensor, dt: float):
-    """``(s, z, g_hat(u), ETD1 step as a spectrum)`` of :func:`exponential_step`."""
+def _exponential_terms(model, dt: float, *, second: bool = False):
+    """``(e^z, dt phi_1(z) s)`` and, with ``second``, ``dt phi_2(z) s``, for ``z = -dt s A_k``."""
+    def build():
+        s, linear = _symbols(model)
+        z = -dt * s * linear
+        terms = (torch.exp(z), dt * _phi1(z) * s)
+        return terms + (dt * _phi2(z) * s,) if second else terms
+    return _weight_terms(model, ("exponential", float(dt), second), build)
+
+
+def _exponential_parts(model, u: torch.Tensor, dt: float, *, second: bool = False):
+    """``(terms, g_hat(u), ETD1 step as a spectrum)`` of :func:`exponential_step` (``terms``:
+    :func:`_exponential_terms`)."""
     grid = model.grid
-    m, phi = model.operators.symbols()
-    s = torch.complex(m, phi)
-    z = -dt * s * model.free_energy.linear_symbol()
+    terms = _exponential_terms(model, dt, second=second)
     g_hat = grid.rfft(model.free_energy.nonlinear_gradient(u))
-    return s, z, g_hat, torch.exp(z) * grid.rfft(u) - dt * _phi1(z) * s * g_hat
+    return terms, g_hat, terms[0] * grid.rfft(u) - terms[1] * g_hat
 
 
 def exponential_step(model, u: torch.Tensor, dt: float) -> torch.Tensor:
     """Exponential Euler: the linear part ``(M + W)(a + b|k|^2)`` exact, ``grad G`` frozen over the step."""
-    return model.grid.irfft(_exponential_parts(model, u, dt)[3])
+    return model.grid.irfft(_exponential_parts(model, u, dt)[2])
 
 
 def etdrk2_step(model, u: torch.Tensor, dt: float) -> torch.Tensor:
     """ETD2RK (Cox and Matthews): exponential Euler as predictor, then the trapezoidal correction of
     ``grad G`` through ``phi_2``; the linear part exact, second order."""
     grid = model.grid
-    s, z, g_hat, predicted = _exponential_parts(model, u, dt)
+    terms, g_hat, predicted = _exponential_parts(model, u, dt, second=True)
     g_pred = grid.rfft(model.free_energy.nonlinear_gradient(grid.irfft(predicted)))
-    return grid.irfft(predicted - dt * _phi2(z) * s * (g_pred - g_hat))
+    return grid.irfft(predicted - terms[2] * (g_pred - g_hat))
 
 
 _DISPATCH = {"euler": euler_step, "sbdf1": sbdf1_step, "stabilized": stabilized_step, "avf": avf_step,
