@@ -293,3 +293,52 @@ def test_training_losses_with_one_table_agree_with_per_call_tables():
     per_call = _train(_interpolant_model(), windows, 50, shared=False)
     assert shared[-1] < 0.5 * shared[0]
     assert max(abs(a - b) / b for a, b in zip(shared, per_call)) < 1e-10
+
+
+def test_without_gradients_one_table_is_kept_while_the_weights_and_the_range_hold(monkeypatch):
+    """Rollouts and evaluation (no autograd) keep the ``F'`` table of an earlier call: twenty Euler steps whose
+    fields stay in range fit one table, not twenty; a change of the weights (in place, as an optimizer step) or a
+    field outside the table fits a new one; the values stay those of the exact ``F'`` to the tolerance; and with
+    gradients on (training) nothing is kept."""
+    calls = []
+    original = interpolant.choose_bins
+    monkeypatch.setattr(interpolant, "choose_bins", lambda *a, **k: calls.append(a[1:3]) or original(*a, **k))
+    model = _interpolant_model()
+    local = model.free_energy.local
+    exact = PointwiseMLP(hidden=16, derivative="exact").double()
+    exact.load_state_dict(local.state_dict())
+    u = _windows()[:, 0]
+    with torch.no_grad():
+        for _ in range(20):
+            u = model.step(u)
+        assert len(calls) == 1
+        assert relative_error(local.derivative(u), exact.derivative(u)) < 4 * interpolant.TOLERANCE[torch.float64]
+        local.derivative(3.0 * u)  # outside: a new table, kept from now on
+        assert len(calls) == 2
+        local.derivative(2.5 * u)
+        assert len(calls) == 2
+        local.lin2.weight.mul_(1.01)  # new weights: the kept table is stale
+        local.derivative(u)
+        assert len(calls) == 3
+    local.derivative(u)  # with gradients: a table of its own, every call
+    local.derivative(u)
+    assert len(calls) == 5
+
+
+def test_the_avf_table_of_f_is_kept_between_steps_of_a_rollout(monkeypatch):
+    """An AVF rollout of an interpolant model without gradients: the tables of ``F`` and ``F'`` are fitted once for
+    ten steps whose fields stay in range (before: two per step), and every step keeps its energy law."""
+    from mesodyn.onsager.avf import energy_defect
+
+    calls = []
+    original = interpolant.choose_bins
+    monkeypatch.setattr(interpolant, "choose_bins", lambda *a, **k: calls.append(a[1:3]) or original(*a, **k))
+    model = _interpolant_model()
+    u = _windows()[:, 0]
+    with torch.no_grad():
+        for _ in range(10):
+            v = model.step(u, stepper="avf")
+            law = energy_defect(model, u, v, model.dt)
+            assert float(law["defect"].abs().max()) < 1e-9 * (1 + float(law["change"].abs().max()))
+            u = v
+    assert len(calls) <= 4, len(calls)  # (measured: 2)

@@ -247,6 +247,7 @@ class PointwiseMLP(nn.Module):
             raise ValueError(f"derivative must be one of {', '.join(LOCAL_DERIVATIVES)}, got {derivative!r}.")
         self.derivative_mode = derivative
         self._shared: Table | None = None  # the table of :meth:`shared_table`, inside its block
+        self._kept: dict[str, tuple[tuple, Table]] = {}  # tables kept between calls without gradients (:meth:`_keep`)
         self.lin1 = nn.Linear(1, hidden)
         self.lin2 = nn.Linear(hidden, hidden)
         self.lin3 = nn.Linear(hidden, hidden)
@@ -287,7 +288,49 @@ class PointwiseMLP(nn.Module):
         shared = self._shared
         if shared is not None and (shared.differentiable or not torch.is_grad_enabled()) and shared.covers(u):
             return shared(u)
+        if not torch.is_grad_enabled():
+            table = self._keep("F'", u, self._exact64)
+            if table is not None:
+                return table(u)
         return interpolate_derivative(u, self.exact_derivative, self._exact64())
+
+    def _weights_key(self, like: torch.Tensor) -> tuple:
+        """What a kept table depends on: every weight's storage and in-place version (an optimizer step, a
+        ``load_state_dict`` or a cast changes it) and the dtype and device of the fields."""
+        return tuple((w.data_ptr(), w._version) for w in self.parameters()) + (like.dtype, like.device)
+
+    def _keep(self, what: str, u: torch.Tensor, make_exact64, *, bounds: tuple[float, float] | None = None
+              ) -> Table | None:
+        """Without gradients (rollouts, evaluation, validation): the table of ``what`` kept from an earlier call
+        with the same weights if it covers ``u`` (or ``bounds``), else a new one, kept for the next calls.
+
+        A new table covers ``u`` (or ``bounds``) and, where that at most doubles its width, the kept table's range
+        too, with the margin of :func:`.interpolant.covering_range`: a rollout whose fields stay in range fits one
+        table, not one per step. Every table meets the interpolant's tolerance on its whole range, so the values
+        differ from a table fitted on ``u`` alone by that tolerance at most; which table a call reads depends on
+        the calls before it with the same weights (a rollout's earlier steps), never on timing."""
+        key = self._weights_key(u)
+        kept = self._kept.get(what)
+        if kept is not None and kept[0] != key:
+            kept = None
+        lo, hi = bounds if bounds is not None else (None, None)
+        if kept is not None:
+            table = kept[1]
+            inside = table.lo <= lo and hi <= table.hi if bounds is not None else table.covers(u)
+            if inside:
+                return table
+        if bounds is None:
+            bounds = covering_range(u)
+            if bounds is None:
+                return None
+        if kept is not None:
+            wider = (min(bounds[0], kept[1].lo), max(bounds[1], kept[1].hi))
+            if wider[1] - wider[0] <= 2.0 * (bounds[1] - bounds[0]):
+                bounds = wider
+        table = Table.fit(make_exact64(), *bounds, dtype=u.dtype, device=u.device, what=what)
+        if table is not None:
+            self._kept[what] = (key, table)
+        return table
 
     def _exact64(self):
         """The exact ``F'`` in float64 (weights cast once; the interpolant calls it 2-4 times per table)."""
@@ -304,11 +347,14 @@ class PointwiseMLP(nn.Module):
         if self.derivative_mode != "interpolant":
             yield
             return
-        bounds = covering_range(fields)
         previous = self._shared
-        if bounds is not None:
-            self._shared = Table.fit(self._exact64(), *bounds, dtype=fields.dtype, device=fields.device,
-                                     what="F'")
+        if not torch.is_grad_enabled():  # (validation, an AVF solve in a rollout): a kept table where it covers
+            self._shared = self._keep("F'", fields, self._exact64)
+        else:
+            bounds = covering_range(fields)
+            if bounds is not None:
+                self._shared = Table.fit(self._exact64(), *bounds, dtype=fields.dtype, device=fields.device,
+                                         what="F'")
         try:
             yield
         finally:
@@ -319,9 +365,13 @@ class PointwiseMLP(nn.Module):
         of :mod:`.interpolant`: ``|F_table - F| <= TOLERANCE * max |F|`` at its check points), differentiable in
         the weights; ``None`` where it cannot reach the tolerance. The AVF step reads ``V`` from it
         (:mod:`.avf`)."""
-        weights64 = [w.double() for w in self._weights()]
-        return Table.fit(lambda x: _density(x.double(), *weights64), lo, hi, dtype=like.dtype, device=like.device,
-                         what="F")
+        def exact64():
+            weights64 = [w.double() for w in self._weights()]
+            return lambda x: _density(x.double(), *weights64)
+
+        if not torch.is_grad_enabled():  # a kept table where it covers [lo, hi] (see :meth:`_keep`)
+            return self._keep("F", like, exact64, bounds=(lo, hi))
+        return Table.fit(exact64(), lo, hi, dtype=like.dtype, device=like.device, what="F")
 
     def sup_bound(self) -> torch.Tensor:
         """``sup |F| <= ||w||_1``."""
