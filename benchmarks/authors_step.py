@@ -12,10 +12,13 @@ Their configuration compiles the model (``compile: true``, on a GPU); here both 
 
 Ours is the step of :func:`mesodyn.training.fit` with the paper's model at the same sizes (SpecOnsNet, interpolant
 ``F'``, explicit Euler; ``mesodyn.training.rollout_loss``, Adam). Both steps train their own model on the same windows
-(32 windows of 11 frames, 256 points, float32), interleaved step by step, one thread.
+(32 windows of 11 frames, 256 points, float32), interleaved step by step, one thread. By default the windows are the
+smooth synthetic ones of ``bench_models.py`` and our model is freshly initialized; with ``--fit DIR --data FILE`` our
+model is a trained fit (its ``F'`` decides how many bins its table needs; FENE's is the steepest) and both steps
+read windows of that data set (the authors' step costs the same whatever its weights and data).
 
-Run ``python benchmarks/authors_step.py --authors PATH [--batch 32] [--steps 40]``; writes
-``benchmarks/results/authors_step.md``.
+Run ``python benchmarks/authors_step.py --authors PATH [--batch 32] [--steps 40] [--fit DIR --data FILE]
+[--out NAME]``; writes ``benchmarks/results/<NAME>.md`` (default ``authors_step``).
 """
 
 from __future__ import annotations
@@ -68,20 +71,38 @@ def authors_loss(model: torch.nn.Module, seq: torch.Tensor, *, k_steps: int = 3,
     return loss
 
 
-def make_steps(root: Path, batch: int):
-    pool = windows(1, 64)
+def data_windows(path: Path, count: int = 256) -> torch.Tensor:
+    """``count`` windows of 11 frames from the first 200 trajectories of a data set (seeded draws)."""
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        fields = torch.as_tensor(ds["u"].values[:200], dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, fields.shape[0], (count,), generator=gen)
+    first = torch.randint(0, fields.shape[1] - 10, (count,), generator=gen)
+    return torch.stack([fields[n, s:s + 11] for n, s in zip(idx.tolist(), first.tolist())])
+
+
+def make_steps(root: Path, batch: int, fit: Path | None = None, data: Path | None = None):
+    pool = windows(1, 64) if data is None else data_windows(data)
     draws = torch.Generator().manual_seed(0)
     picks = [torch.randint(0, pool.shape[0], (batch,), generator=draws) for _ in range(1000)]
 
     torch.manual_seed(0)
     theirs = authors_model(root)
-    config = config_for_data({"name": "speconsnet", "local_derivative": "interpolant"}, grid=GRIDS[1],
-                             dataset="kdv", attrs={})
-    torch.manual_seed(0)
-    ours = build_model(config).float()
+    if fit is None:
+        config = config_for_data({"name": "speconsnet", "local_derivative": "interpolant"}, grid=GRIDS[1],
+                                 dataset="kdv", attrs={})
+        torch.manual_seed(0)
+        ours = build_model(config).float()
+    else:
+        from mesodyn.models import load_model
 
-    def stepper(model, loss_fn, channel: bool):
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        ours = load_model(fit).float()
+        ours.train()
+
+    def stepper(model, loss_fn, channel: bool, lr: float = 1e-3):
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         count = iter(picks)
 
         def step() -> float:
@@ -95,7 +116,9 @@ def make_steps(root: Path, batch: int):
         return step
 
     return {"authors": stepper(theirs, authors_loss, True),
-            "mesodyn": stepper(ours, lambda m, s: rollout_loss(m, s, rollout_steps=3), False)}
+            # a trained fit keeps its weights (and with them its table's bins): a learning rate of 1e-9
+            "mesodyn": stepper(ours, lambda m, s: rollout_loss(m, s, rollout_steps=3), False,
+                               1e-3 if fit is None else 1e-9)}
 
 
 def main(argv=None) -> int:
@@ -104,12 +127,17 @@ def main(argv=None) -> int:
                         help="a checkout of MLDS-NUS/Meso-SpecOnsNet (or set MESODYN_AUTHORS_REPO)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--fit", type=Path, help="a trained SpecOnsNet folder (results/models/<data>/speconsnet/seed42)")
+    parser.add_argument("--data", type=Path, help="the data set of --fit (results/data/<data>.nc)")
+    parser.add_argument("--out", default="authors_step")
     args = parser.parse_args(argv)
+    if (args.fit is None) != (args.data is None):
+        parser.error("--fit and --data go together")
     if not args.authors or not (Path(args.authors) / "src" / "models").is_dir():
         parser.error("--authors must name a checkout of MLDS-NUS/Meso-SpecOnsNet (its src/models is missing)")
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
-    steps = make_steps(Path(args.authors), args.batch)
+    steps = make_steps(Path(args.authors), args.batch, args.fit, args.data)
     times = {name: [] for name in steps}
     for i in range(args.steps + 2):
         for name, step in steps.items():
@@ -123,11 +151,14 @@ def main(argv=None) -> int:
     lines = [
         f"# Our training step against the authors' (1-D, batch {args.batch}, 1 thread)",
         "",
-        f"`python benchmarks/authors_step.py --authors PATH --batch {args.batch} --steps {args.steps}`; torch "
+        f"`python benchmarks/authors_step.py --authors PATH --batch {args.batch} --steps {args.steps}"
+        + (f" --fit {args.fit} --data {args.data}" if args.fit else "") + "`; torch "
         f"{torch.__version__}, float32, K = 3, windows of 11 frames, 256 points; steps 3..{args.steps + 2} of each, "
         f"interleaved step by step in one process (load average {load_before:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end). The authors' step: their SpectralOnsagerNet1d with "
-        "CoerciveAutogradPotentialV6 (experiment kdv/s_onsagernet), Euler, their K-step loss, Adam, eager.",
+        "CoerciveAutogradPotentialV6 (experiment kdv/s_onsagernet), Euler, their K-step loss, Adam, eager. "
+        + ("Windows: the synthetic ones of bench_models.py; our model freshly initialized." if args.fit is None
+           else f"Windows of {args.data.name}; our model the trained fit {args.fit}."),
         "",
         "| step | ms (min) | ms (median) |",
         "|---|---|---|",
@@ -138,7 +169,7 @@ def main(argv=None) -> int:
         f"{statistics.median(theirs) / statistics.median(ours):.1f}x (medians).",
     ]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "authors_step.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
