@@ -606,7 +606,8 @@ class _NonlocalGradient(torch.autograd.Function):
         l_g3 = l_gh2 @ w3.T
         g_v = (l_g3 * torch.sin(z3)).sum(0) * (2.0 * volume) * v
         l_z3 = l_g3 * torch.cos(z3) * (volume * v * v)
-        # through the forward values z3 = h2 W3^T + b3, h2 = silu(z2), z2 = h1 W2^T + b2, h1 = silu(z1), z1 = c W1^T + b1
+        # through the forward values: z3 = h2 W3^T + b3, h2 = silu(z2), z2 = h1 W2^T + b2, h1 = silu(z1),
+        # z1 = c W1^T + b1
         g_w3 = g_w3 + l_z3.T @ h2
         l_z2 = l_z2 + (l_z3 @ w3) * d2
         g_w2 = g_w2 + l_z2.T @ h1

@@ -17,9 +17,9 @@ Construction, per call (the input ``u`` is the batch of fields):
 3. Verification: the interpolant is compared with the exact ``F'`` (float64) at the check points of every bin:
    the extrema of the node polynomial, where the interpolation error peaks, bin ends included. ``B`` is chosen
    from the error measured at ``B0 = 8`` bins (interpolation error ~ ``h^(DEGREE+1)``), and predicted again from
-   each trial's error (at least a quarter more bins) until the measured error is at most ``TOLERANCE[dtype] * max |F'|`` (float32: 1e-6, about 8 float32 ulps; float64:
-   1e-12). If ``MAX_BINS`` do not reach it, the exact path is used for that call (with a warning): the option can
-   cost speed, never accuracy.
+   each trial's error (at least a quarter more bins) until the measured error is at most
+   ``TOLERANCE[dtype] * max |F'|`` (float32: 1e-6, about 8 float32 ulps; float64: 1e-12). If ``MAX_BINS`` do not
+   reach it, the exact path is used for that call (with a warning): the option can cost speed, never accuracy.
 4. Gradients: with respect to the weights through the node values (the exact backward at the nodes, so the
    gradient is the exact gradient of the interpolant); with respect to ``u`` through the polynomial's
    derivative. The choice of ``B`` depends only on the weights and the range of ``u``, never on earlier calls,
@@ -278,8 +278,9 @@ def _backward_chunks(u, table, slope, grad_out, lo, inv_h, need_u, need_table):
 # The compiled CPU loops: Horner's rule over the DEGREE + 1 monomial coefficients in s (a constant the compiler
 # sees), all in float64 with fused multiply-adds. (The change to monomial coefficients of degree 9 amplifies
 # round-off by at most 1393, the largest sum of |coefficients| of a T_m: about 1e-13 of the values in float64, far
-# under the float32 tolerance and within the float64 one. Clenshaw's recurrence on the Chebyshev coefficients, which the ATen path uses, is twice
-# as slow here: its chain of dependent operations per point is twice as long.) Bin and local coordinate in float64
+# under the float32 tolerance and within the float64 one. Clenshaw's recurrence on the Chebyshev coefficients,
+# which the ATen path uses, is twice as slow here: its chain of dependent operations per point is twice as long.)
+# Bin and local coordinate in float64
 # (``j = clamp(floor(t), 0, B - 1)``, ``s = 2 (t - j) - 1``, ``t = (x - lo) / h``). One pass over the points where
 # the ATen path makes some forty (65 536 points, 1 thread: 0.21 ms forward, 0.36 ms for the table's gradient).
 # Callers keep the points finite and inside the table (``covers``); a point outside reads the nearest end bin's
@@ -303,7 +304,7 @@ def _cpu_forward(x, powers, lo, inv_h, out):  # pragma: no cover (compiled; test
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _cpu_backward(x, g, slope, n_bins, lo, inv_h, g_u, g_powers):  # pragma: no cover (compiled; tested through the Function)
+def _cpu_backward(x, g, slope, n_bins, lo, inv_h, g_u, g_powers):  # pragma: no cover (compiled; tested, see above)
     """``g_u = g p'(s) 2/h`` from the derivative's monomial coefficients ``slope`` (skipped when ``g_u`` is empty)
     and ``g_powers[j, m] += g s^m`` (skipped when ``g_powers`` is empty)."""
     need_u, need_table = g_u.size > 0, g_powers.size > 0
