@@ -298,9 +298,9 @@ def test_training_losses_with_one_table_agree_with_per_call_tables():
 
 def test_without_gradients_one_table_is_kept_while_the_weights_and_the_range_hold(monkeypatch):
     """Rollouts and evaluation (no autograd) keep the ``F'`` table of an earlier call: twenty Euler steps whose
-    fields stay in range fit one table, not twenty; a change of the weights (in place, as an optimizer step) or a
-    field outside the table fits a new one; the values stay those of the exact ``F'`` to the tolerance; and with
-    gradients on (training) nothing is kept."""
+    fields stay in range fit one table, not twenty; a change of the weights (in place, as an optimizer step, or
+    through ``.data``, which no version counter sees) or a field outside the table fits a new one; the values stay
+    those of the exact ``F'`` to the tolerance; and with gradients on (training) nothing is kept."""
     calls = []
     original = interpolant.choose_bins
     monkeypatch.setattr(interpolant, "choose_bins", lambda *a, **k: calls.append(a[1:3]) or original(*a, **k))
@@ -321,9 +321,14 @@ def test_without_gradients_one_table_is_kept_while_the_weights_and_the_range_hol
         local.lin2.weight.mul_(1.01)  # new weights: the kept table is stale
         local.derivative(u)
         assert len(calls) == 3
+        local.lin3.bias.data.add_(0.01)  # an edit through .data (no version bump) is seen too
+        local.derivative(u)
+        assert len(calls) == 4
+        exact.load_state_dict(local.state_dict())
+        assert relative_error(local.derivative(u), exact.derivative(u)) < 4 * interpolant.TOLERANCE[torch.float64]
     local.derivative(u)  # with gradients: a table of its own, every call
     local.derivative(u)
-    assert len(calls) == 5
+    assert len(calls) == 6
 
 
 def test_the_avf_table_of_f_is_kept_between_steps_of_a_rollout(monkeypatch):

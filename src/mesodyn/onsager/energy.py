@@ -247,7 +247,7 @@ class PointwiseMLP(nn.Module):
             raise ValueError(f"derivative must be one of {', '.join(LOCAL_DERIVATIVES)}, got {derivative!r}.")
         self.derivative_mode = derivative
         self._shared: Table | None = None  # the table of :meth:`shared_table`, inside its block
-        self._kept: dict[str, tuple[tuple, Table]] = {}  # tables kept between calls without gradients (:meth:`_keep`)
+        self._kept: dict[str, tuple] = {}  # tables kept between calls without gradients (:meth:`_keep`)
         self.lin1 = nn.Linear(1, hidden)
         self.lin2 = nn.Linear(hidden, hidden)
         self.lin3 = nn.Linear(hidden, hidden)
@@ -294,10 +294,13 @@ class PointwiseMLP(nn.Module):
                 return table(u)
         return interpolate_derivative(u, self.exact_derivative, self._exact64())
 
-    def _weights_key(self, like: torch.Tensor) -> tuple:
-        """What a kept table depends on: every weight's storage and in-place version (an optimizer step, a
-        ``load_state_dict`` or a cast changes it) and the dtype and device of the fields."""
-        return tuple((w.data_ptr(), w._version) for w in self.parameters()) + (like.dtype, like.device)
+    def _same_weights(self, kept: tuple, like: torch.Tensor) -> bool:
+        """Whether a kept table was fitted with exactly these weights (their values, compared bit for bit: an
+        optimizer step, ``load_state_dict`` or an edit through ``.data`` all show) and for fields of ``like``'s dtype
+        and device."""
+        weights, dtype, device, _ = kept
+        return (dtype == like.dtype and device == like.device
+                and all(torch.equal(w, saved) for w, saved in zip(self.parameters(), weights)))
 
     def _keep(self, what: str, u: torch.Tensor, make_exact64, *, bounds: tuple[float, float] | None = None
               ) -> Table | None:
@@ -309,14 +312,12 @@ class PointwiseMLP(nn.Module):
         table, not one per step. Every table meets the interpolant's tolerance on its whole range, so the values
         differ from a table fitted on ``u`` alone by that tolerance at most; which table a call reads depends on
         the calls before it with the same weights (a rollout's earlier steps), never on timing."""
-        key = self._weights_key(u)
         kept = self._kept.get(what)
-        if kept is not None and kept[0] != key:
+        if kept is not None and not self._same_weights(kept, u):
             kept = None
-        lo, hi = bounds if bounds is not None else (None, None)
         if kept is not None:
-            table = kept[1]
-            inside = table.lo <= lo and hi <= table.hi if bounds is not None else table.covers(u)
+            table = kept[3]
+            inside = table.lo <= bounds[0] and bounds[1] <= table.hi if bounds is not None else table.covers(u)
             if inside:
                 return table
         if bounds is None:
@@ -324,12 +325,13 @@ class PointwiseMLP(nn.Module):
             if bounds is None:
                 return None
         if kept is not None:
-            wider = (min(bounds[0], kept[1].lo), max(bounds[1], kept[1].hi))
+            wider = (min(bounds[0], kept[3].lo), max(bounds[1], kept[3].hi))
             if wider[1] - wider[0] <= 2.0 * (bounds[1] - bounds[0]):
                 bounds = wider
         table = Table.fit(make_exact64(), *bounds, dtype=u.dtype, device=u.device, what=what)
         if table is not None:
-            self._kept[what] = (key, table)
+            weights = tuple(w.detach().clone() for w in self.parameters())
+            self._kept[what] = (weights, u.dtype, u.device, table)
         return table
 
     def _exact64(self):
