@@ -12,8 +12,8 @@ Construction, per call (the input ``u`` is the batch of fields):
 2. In every bin, ``F'`` is interpolated by a polynomial of degree ``DEGREE`` (9) at the bin's Chebyshev nodes
    (exact ``F'``, evaluated in float64 by :class:`mesodyn.onsager.energy._LocalDerivative`). The bin stores the
    polynomial's Chebyshev coefficients in the local coordinate ``s`` in ``[-1, 1]``, in float64 whatever the
-   fields' dtype (a float64 table costs nothing: it is small), and it is evaluated in float64 by Clenshaw's
-   recurrence, then rounded once to the fields' dtype.
+   fields' dtype (a float64 table costs nothing: it is small). It is evaluated in float64 (on the CPU by Horner's
+   rule on its monomial coefficients, elsewhere by Clenshaw's recurrence) and rounded once to the fields' dtype.
 3. Verification: the interpolant is compared with the exact ``F'`` (float64) at the check points of every bin:
    the extrema of the node polynomial, where the interpolation error peaks, bin ends included. ``B`` is chosen
    from the error measured at ``B0 = 8`` bins (interpolation error ~ ``h^(DEGREE+1)``), and predicted again from
@@ -31,8 +31,10 @@ Construction, per call (the input ``u`` is the batch of fields):
 
 Why degree 9 in the Chebyshev basis. The cost of a table is the exact MLP at its nodes and check points; a trained
 ``F'`` with steep parts (FENE) needed about 420 bins of degree 5 on the data's range (5 400 float64 MLP evaluations
-with tangents, some 10 ms per training step), 128 of degree 9. Monomial coefficients of degree 9 would lose up
-to ``2^8`` of float64's digits to cancellation; Chebyshev coefficients are bounded by the function's size.
+with tangents, some 10 ms per training step), 128 of degree 9. Monomial coefficients of degree 9 can be ``2^8``
+times larger than the function (cancellation): stored in float32 they would spend the whole float32 tolerance;
+Chebyshev coefficients are bounded by the function's size, and the float64 monomial form the CPU evaluates loses
+at most about 1e-13 (below).
 
 The interpolant is the same function as the exact ``F'`` to the stated tolerance on the data's range. The
 energy ``V`` is evaluated exactly, except inside the AVF step of an interpolant model, which reads ``F`` itself
@@ -130,6 +132,7 @@ class Table:
         self.coefficients, self.lo, self.hi = coefficients, lo, hi
         self.inv_h = coefficients.shape[0] / (hi - lo)
         self.differentiable = coefficients.requires_grad
+        self._monomial = _MonomialForm(coefficients) if coefficients.device.type == "cpu" else None
 
     @classmethod
     def fit(cls, exact64: Callable[[torch.Tensor], torch.Tensor], lo: float, hi: float, *, dtype: torch.dtype,
@@ -154,7 +157,18 @@ class Table:
         return bounds is not None and self.lo <= bounds[0] and bounds[1] <= self.hi
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        return _PiecewisePolynomial.apply(u, self.coefficients, self.lo, self.inv_h)
+        return _PiecewisePolynomial.apply(u, self.coefficients, self.lo, self.inv_h, self._monomial)
+
+
+class _MonomialForm:
+    """What the compiled CPU loops read, formed once per table (which serves a training step's K calls, or a whole
+    rollout): the monomial coefficients in ``s`` (``(B, d + 1)``) and those of the derivative (``(B, d)``), float64,
+    detached and contiguous."""
+
+    def __init__(self, coefficients: torch.Tensor):
+        powers = coefficients.detach().double() @ _TO_POWERS
+        self.powers = powers.numpy()
+        self.slope = (powers[:, 1:] * torch.arange(1, DEGREE + 1, dtype=torch.float64)).contiguous().numpy()
 
 
 def covering_range(x: torch.Tensor, lo: float = math.inf, hi: float = -math.inf, *,
@@ -190,13 +204,13 @@ class _PiecewisePolynomial(torch.autograd.Function):
     in float64 and round the values and the field's gradient once to the field's dtype."""
 
     @staticmethod
-    def forward(ctx, u, table, lo, inv_h):
+    def forward(ctx, u, table, lo, inv_h, monomial):
         ctx.save_for_backward(u, table)
-        ctx.lo, ctx.inv_h = lo, inv_h
-        if _compiled(u, table):
+        ctx.lo, ctx.inv_h, ctx.monomial = lo, inv_h, monomial
+        if monomial is not None and _compiled(u, table):
             x = u.detach().reshape(-1).contiguous()
             out = torch.empty_like(x)
-            _cpu_forward(x.numpy(), (table.detach() @ _TO_POWERS).numpy(), lo, inv_h, out.numpy())
+            _cpu_forward(x.numpy(), monomial.powers, lo, inv_h, out.numpy())
             return out.reshape(u.shape)
         x = u.reshape(-1)
         out = torch.empty_like(x)
@@ -212,21 +226,19 @@ class _PiecewisePolynomial(torch.autograd.Function):
     def backward(ctx, grad_out):
         u, table = ctx.saved_tensors
         need_u, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if _compiled(u, table):
+        monomial = ctx.monomial
+        if monomial is not None and _compiled(u, table):
             x = u.detach().reshape(-1).contiguous()
             g_u = torch.empty_like(x) if need_u else x.new_empty(0)
-            powers = table.detach() @ _TO_POWERS
-            slope = powers[:, 1:] * torch.arange(1, DEGREE + 1, dtype=torch.float64) if need_u else powers[:0, :0]
             # the gradient of the monomial coefficients, accumulated in float64 in one fixed order (deterministic),
             # then mapped back to the Chebyshev coefficients (the transpose of the change of basis)
             g_powers = torch.zeros(table.shape if need_table else (0, 0), dtype=torch.float64)
-            _cpu_backward(x.numpy(), grad_out.detach().reshape(-1).contiguous().numpy(),
-                          slope.contiguous().numpy(), table.shape[0], ctx.lo, ctx.inv_h, g_u.numpy(),
-                          g_powers.numpy())
+            _cpu_backward(x.numpy(), grad_out.detach().reshape(-1).contiguous().numpy(), monomial.slope,
+                          table.shape[0], ctx.lo, ctx.inv_h, g_u.numpy(), g_powers.numpy())
             return ((g_u.reshape(u.shape) if need_u else None), (g_powers @ _TO_POWERS.T if need_table else None),
-                    None, None)
+                    None, None, None)
         slope = table @ _DERIVATIVE.to(table.device) if need_u else None  # p'(s) in the Chebyshev basis, (B, d)
-        return _backward_chunks(u, table, slope, grad_out, ctx.lo, ctx.inv_h, need_u, need_table)
+        return _backward_chunks(u, table, slope, grad_out, ctx.lo, ctx.inv_h, need_u, need_table) + (None,)
 
 
 def _compiled(u: torch.Tensor, table: torch.Tensor) -> bool:
