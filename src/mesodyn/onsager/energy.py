@@ -63,9 +63,10 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def _silu_and_derivative(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _silu_and_derivative(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(silu(z), silu'(z), sigmoid(z))``."""
     sig = torch.sigmoid(z)
-    return z * sig, sig * (1.0 + z * (1.0 - sig))
+    return z * sig, sig * (1.0 + z * (1.0 - sig)), sig
 
 
 def _curvature_bounds(first: torch.Tensor, layers: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -513,9 +514,9 @@ class NonlocalEnergy(nn.Module):
 
     def _forward_parts(self, c: torch.Tensor):
         z1 = self.lin1(c)
-        h1, d1 = _silu_and_derivative(z1)
+        h1, d1, _ = _silu_and_derivative(z1)
         z2 = tF.linear(h1, self.lin2.weight, self.lin2.bias)
-        h2, d2 = _silu_and_derivative(z2)
+        h2, d2, _ = _silu_and_derivative(z2)
         z3 = tF.linear(h2, self.lin3.weight, self.lin3.bias)
         return d1, d2, z3
 
@@ -572,11 +573,9 @@ class _NonlocalGradient(torch.autograd.Function):
     def forward(ctx, u, w1, b1, w2, b2, w3, b3, v, part, scale):
         c = part.features(u)
         z1 = torch.addmm(b1, c, w1.T)
-        sig1 = torch.sigmoid(z1)
-        h1, d1 = z1 * sig1, sig1 * (1.0 + z1 * (1.0 - sig1))
+        h1, d1, sig1 = _silu_and_derivative(z1)
         z2 = torch.addmm(b2, h1, w2.T)
-        sig2 = torch.sigmoid(z2)
-        h2, d2 = z2 * sig2, sig2 * (1.0 + z2 * (1.0 - sig2))
+        h2, d2, sig2 = _silu_and_derivative(z2)
         z3 = torch.addmm(b3, h2, w3.T)
         weight3 = part.grid.volume * v * v
         g3 = torch.sin(z3) * weight3                     # dV_nl/dz3
