@@ -35,11 +35,10 @@ from pathlib import Path
 
 import torch
 
-from bench_models import GRIDS, windows  # the sizes and data of the cost table (same folder)
+from bench_models import GRIDS, windows, write_report  # the sizes and data of the cost table (same folder)
 from mesodyn.models import build_model, config_for_data
 from mesodyn.training import rollout_loss
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def authors_model(root: Path) -> torch.nn.Module:
@@ -168,9 +167,7 @@ def main(argv=None) -> int:
         f"Ratio authors / mesodyn: {min(theirs) / min(ours):.1f}x (minima), "
         f"{statistics.median(theirs) / statistics.median(ours):.1f}x (medians).",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, lines)
     return 0
 
 

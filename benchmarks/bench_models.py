@@ -32,6 +32,13 @@ OPTIONS = {"speconsnet": [{}, {"local_derivative": "interpolant"}]}
 SLOW = {("speconsnet", 2, ())}
 
 
+def write_report(name: str, lines: list[str]) -> None:
+    """Write ``lines`` to ``benchmarks/results/<name>.md`` and print them (the benchmarks' Markdown tables)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def windows(ndim: int, batch: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     shape = GRIDS[ndim]["shape"]

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 import xarray as xr
 
+from bench_models import write_report  # (same folder)
 from mesodyn.models import load_model
 from mesodyn.onsager import interpolant
 from mesodyn.training import rollout_loss
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ["allen_cahn", "kdv", "fput", "fene", "allen_cahn_2d"]
 K = {"fput": 5}
 
@@ -127,9 +127,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"| {r['data set']} | {r['step_ms_min']:.2f} | {r['step_ms_median']:.2f} | {r['table_bins']:.0f} | "
                      f"{r['table_ms']:.2f} | {r['euler_ms_per_frame']:.2f} | {r['avf_ms_per_frame']:.2f} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"step_on_data_{args.label}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(f"step_on_data_{args.label}", lines)
     return 0
 
 

@@ -28,16 +28,14 @@ import math
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from bench_models import GRIDS, windows  # the sizes and data of the cost table (same folder)
+from bench_models import GRIDS, windows, write_report  # the sizes and data of the cost table (same folder)
 from mesodyn.models import build_model, config_for_data
 from mesodyn.training import rollout_loss
 from mesodyn.training.loop import _all_finite
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _each_finite(tensors) -> bool:
@@ -125,9 +123,7 @@ def main(argv=None) -> int:
             agreement = f"max relative difference {worst:.1e}"
         lines.append(f"| {name} | {min(times[name]) * 1e3:.2f} | {statistics.median(times[name]) * 1e3:.2f} | "
                      f"{first[name]:.2f} | {agreement} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"step_options_b{args.batch}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(f"step_options_b{args.batch}", lines)
     return 0
 
 
