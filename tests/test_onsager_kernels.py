@@ -160,3 +160,39 @@ def test_energy_without_a_graph_is_chunked_and_equal(monkeypatch):
         chunked = f(u)
     scale = float(with_graph.detach().abs().max())
     assert torch.allclose(chunked, with_graph.detach(), rtol=0, atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("tangent", [True, False])
+@pytest.mark.parametrize("keep", [4096, 5])
+def test_node_kernels_equal_autograd_in_values_and_weight_gradients(tangent, keep, monkeypatch):
+    """The compiled float64 kernels a table's nodes read (:mod:`mesodyn.onsager._nodes64`): ``F'`` and ``F`` and
+    their weight gradients equal the ATen path, with intermediates kept and (``keep=5``: chunks of 5 points)
+    recomputed by the backward; float32 weights get float32 gradients."""
+    import mesodyn.onsager._nodes64 as nodes64
+    monkeypatch.setattr(nodes64, "_KEEP_POINTS", keep)
+    f = random_local(5, hidden=6, scale=0.8)
+    x = torch.linspace(-2.0, 3.0, 23, dtype=torch.float64)
+    lam = torch.randn(23, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    reference = [p.detach().clone().requires_grad_() for p in weights(f)]
+    exact = energy._LocalDerivative.apply(x, *reference) if tangent else energy._density(x, *reference)
+    expected = torch.autograd.grad(exact, reference, lam)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+        params = [p.detach().to(dtype).requires_grad_() for p in weights(f)]
+        kernel = nodes64.on_nodes(tuple(params), tangent)
+        values = kernel(x)
+        cast = [p.double() for p in params]  # the float32 weights, exactly, in float64
+        exact = energy._LocalDerivative.apply(x, *cast) if tangent else energy._density(x, *cast)
+        assert values.dtype == torch.float64
+        assert torch.allclose(values, exact, rtol=0, atol=1e-13 * float(exact.detach().abs().max()))
+        grads = torch.autograd.grad(values, params, lam)
+        for got, want in zip(grads, expected):
+            assert got.dtype == dtype and got.shape == want.shape
+            assert torch.allclose(got.double(), want, rtol=0, atol=tol * float(want.abs().max()))
+
+
+def test_node_kernels_refuse_a_gradient_in_the_points():
+    import mesodyn.onsager._nodes64 as nodes64
+    f = random_local(2)
+    x = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="weights only"):
+        nodes64.on_nodes(tuple(weights(f)), True)(x).sum().backward()

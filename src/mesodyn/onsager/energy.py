@@ -35,6 +35,7 @@ Then ``|d^2 sin(z_j)|, |d^2 cos(z_j)| <= g_j^2 + H_j``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Sequence
 
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as tF
 from torch import nn
 
+from mesodyn.onsager._nodes64 import on_nodes
 from mesodyn.onsager._threads import in_threads as _in_threads
 from mesodyn.onsager.interpolant import Table, covering_range, interpolate_derivative
 from mesodyn.onsager.operators import SpectralGrid
@@ -336,9 +338,20 @@ class PointwiseMLP(nn.Module):
         return table
 
     def _exact64(self):
-        """The exact ``F'`` in float64 (weights cast once; the interpolant calls it 2-4 times per table)."""
-        weights64 = [w.double() for w in self._weights()]
-        return lambda x: _LocalDerivative.apply(x.double(), *weights64)
+        """The exact ``F'`` in float64 (weights read once; the interpolant calls it 2-4 times per table): on the CPU
+        the compiled kernels of :mod:`._nodes64`, elsewhere :class:`_LocalDerivative` with the weights cast."""
+        return self._on_nodes(tangent=True)
+
+    def _on_nodes(self, *, tangent: bool):
+        """``F'`` (``tangent``) or ``F`` in float64 at a table's points, differentiable in the weights."""
+        weights = self._weights()
+        compiled = on_nodes(weights, tangent)
+        if compiled is not None:
+            return lambda x: compiled(x.double())
+        weights64 = [w.double() for w in weights]
+        if tangent:
+            return lambda x: _LocalDerivative.apply(x.double(), *weights64)
+        return lambda x: _density(x.double(), *weights64)
 
     @contextlib.contextmanager
     def shared_table(self, fields: torch.Tensor):
@@ -368,10 +381,7 @@ class PointwiseMLP(nn.Module):
         of :mod:`.interpolant`: ``|F_table - F| <= TOLERANCE * max |F|`` at its check points), differentiable in
         the weights; ``None`` where it cannot reach the tolerance. The AVF step reads ``V`` from it
         (:mod:`.avf`)."""
-        def exact64():
-            weights64 = [w.double() for w in self._weights()]
-            return lambda x: _density(x.double(), *weights64)
-
+        exact64 = functools.partial(self._on_nodes, tangent=False)
         if not torch.is_grad_enabled():  # a kept table where it covers [lo, hi] (see :meth:`_keep`)
             return self._keep("F", like, exact64, bounds=(lo, hi))
         return Table.fit(exact64(), lo, hi, dtype=like.dtype, device=like.device, what="F")

@@ -1,0 +1,173 @@
+"""The pointwise MLP ``F`` and ``F'`` at a few points in float64 on the CPU: the interpolant's nodes and check points.
+
+A table of :mod:`.interpolant` evaluates the exact ``F'`` (or ``F``, for the AVF step) at some 80-300 points per
+training step, in float64, and back-propagates once through the nodes. With ATen kernels that took about 1.2 ms per
+step at 80 + 88 points (some 60 small operators, each (points, H) float64 pass dispatched and timed on its own,
+the backward recomputing the forward), a quarter of a 1-D step's fixed cost. Here each direction is one compiled
+pass: the matrix products call BLAS (``np.dot``), every elementwise stage is one fused loop, and the forward keeps
+what the backward reads, so nothing is computed twice.
+
+The function, for ``z1 = w1 x + b1``, ``h1 = silu(z1)``, ``z2 = W2 h1 + b2``, ``h2 = silu(z2)``,
+``z3 = W3 h2 + b3``::
+
+    F(x)  = sum_j w_j sin(z3_j)
+    F'(x) = sum_j w_j cos(z3_j) dz3_j / dx   (the tangent carried through the layers, forward mode)
+
+With the tangent, layer inputs are stacked ``[value; tangent]`` (``2n`` rows) so that each layer is one matrix
+product for both, as in :class:`mesodyn.onsager.energy._LocalDerivative` (the path at grid points, on every device).
+The gradient is with respect to the weights only: node positions are constants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+__all__ = ["on_nodes"]
+
+# Points whose intermediates the forward keeps for the backward (about 80 KiB of float64 per point at H = 64);
+# above it the backward recomputes them chunk by chunk (a steep F' that needs thousands of bins).
+_KEEP_POINTS = 4096
+
+
+def on_nodes(weights: tuple[torch.Tensor, ...], tangent: bool):
+    """``x -> F'(x)`` (``tangent``) or ``x -> F(x)`` in float64 for float64 points ``x`` (CPU), differentiable once
+    in ``weights`` ``(w1, b1, W2, b2, W3, b3, w)`` (any float dtype; their gradients come back in it); ``None``
+    where a weight is off the CPU. The weights are read once, here: they must not change while the function is
+    used (one table)."""
+    if not all(t.device.type == "cpu" for t in weights):
+        return None
+    arrays = tuple(_numpy64(t) for t in weights)
+    arrays = (arrays[0].reshape(-1),) + arrays[1:]
+    return lambda x: _OnNodes.apply(x, tangent, arrays, *weights)
+
+
+def _numpy64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).contiguous().numpy()
+
+
+class _OnNodes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, tangent, arrays, *weights):
+        points = _numpy64(x).reshape(-1)
+        out = np.empty_like(points)
+        kept = []
+        for start in range(0, points.size, _KEEP_POINTS):
+            chunk = points[start:start + _KEEP_POINTS]
+            space = _forward(chunk, *arrays, tangent, out[start:start + chunk.size])
+            if points.size <= _KEEP_POINTS:
+                kept.append(space)
+        ctx.tangent, ctx.points, ctx.arrays, ctx.kept = tangent, points, arrays, kept
+        ctx.like = [(t.dtype, t.shape) for t in weights]
+        return torch.from_numpy(out).reshape(x.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        if ctx.needs_input_grad[0]:
+            raise RuntimeError("the node kernels differentiate in the weights only, not in the points")
+        points, arrays, tangent = ctx.points, ctx.arrays, ctx.tangent
+        lam = _numpy64(grad_out).reshape(-1)
+        grads = tuple(np.zeros_like(t) for t in arrays)
+        for index, start in enumerate(range(0, points.size, _KEEP_POINTS)):
+            chunk = points[start:start + _KEEP_POINTS]
+            space = ctx.kept[index] if ctx.kept else _forward(chunk, *arrays, tangent, np.empty_like(chunk))
+            _backward(chunk, lam[start:start + chunk.size], *arrays, tangent, *space, *grads)
+        return (None, None, None) + tuple(torch.from_numpy(g).to(dtype).reshape(shape)
+                                          for g, (dtype, shape) in zip(grads, ctx.like))
+
+
+# --- compiled kernels --------------------------------------------------------------------------------------------
+# silu(z) = z s, silu'(z) = s (1 + z (1 - s)), silu''(z) = s (1 - s) (2 + z (1 - 2 s)), s = sigmoid(z).
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _forward(x, w1, b1, w2, b2, w3, b3, w, tangent, out):  # pragma: no cover (compiled; tested through on_nodes)
+    """Values into ``out``; returns the intermediates the backward reads: ``(z1, s1, a1, z2, s2, dz2, a2, y3, t3)``."""
+    n, hidden = x.size, w1.size
+    rows = 2 * n if tangent else n
+    z1 = np.empty((n, hidden))
+    s1 = np.empty((n, hidden))
+    a1 = np.empty((rows, hidden))
+    for i in range(n):
+        for k in range(hidden):
+            z = x[i] * w1[k] + b1[k]
+            s = 1.0 / (1.0 + np.exp(-z))
+            z1[i, k], s1[i, k], a1[i, k] = z, s, z * s
+            if tangent:
+                a1[n + i, k] = s * (1.0 + z * (1.0 - s)) * w1[k]
+    y2 = np.dot(a1, w2.T)
+    z2 = np.empty((n, hidden))
+    s2 = np.empty((n, hidden))
+    dz2 = np.empty((n if tangent else 0, hidden))
+    a2 = np.empty((rows, hidden))
+    for i in range(n):
+        for k in range(hidden):
+            z = y2[i, k] + b2[k]
+            s = 1.0 / (1.0 + np.exp(-z))
+            z2[i, k], s2[i, k], a2[i, k] = z, s, z * s
+            if tangent:
+                d = y2[n + i, k]
+                dz2[i, k] = d
+                a2[n + i, k] = s * (1.0 + z * (1.0 - s)) * d
+    y3 = np.dot(a2, w3.T)
+    t3 = np.empty((n, hidden))  # cos(z3) with the tangent, sin(z3) without: what the values read
+    for i in range(n):
+        acc = 0.0
+        for k in range(hidden):
+            if tangent:
+                t3[i, k] = np.cos(y3[i, k] + b3[k])
+                acc += w[k] * t3[i, k] * y3[n + i, k]
+            else:
+                t3[i, k] = np.sin(y3[i, k] + b3[k])
+                acc += w[k] * t3[i, k]
+        out[i] = acc
+    return z1, s1, a1, z2, s2, dz2, a2, y3, t3
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _backward(x, lam, w1, b1, w2, b2, w3, b3, w, tangent, z1, s1, a1, z2, s2, dz2, a2, y3, t3,
+              g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w):  # pragma: no cover (compiled; tested through on_nodes)
+    """Adds the weights' gradients for the cotangent ``lam`` of the values into ``g_*`` (reverse over the forward
+    pass whose intermediates are given)."""
+    n, hidden = x.size, w1.size
+    rows = 2 * n if tangent else n
+    g = np.empty((rows, hidden))
+    for i in range(n):
+        for k in range(hidden):
+            z = y3[i, k] + b3[k]
+            lw = lam[i] * w[k]
+            if tangent:  # F' = sum_k w_k cos(z3_k) dz3_k
+                c, d = t3[i, k], y3[n + i, k]
+                g_w[k] += lam[i] * c * d
+                g[i, k] = -np.sin(z) * d * lw
+                g[n + i, k] = c * lw
+            else:  # F = sum_k w_k sin(z3_k)
+                g_w[k] += lam[i] * t3[i, k]
+                g[i, k] = np.cos(z) * lw
+            g_b3[k] += g[i, k]
+    g_w3 += np.dot(g.T, a2)
+    back = np.dot(g, w3)
+    for i in range(n):  # h2 = silu(z2), dh2 = silu'(z2) dz2
+        for k in range(hidden):
+            z, s = z2[i, k], s2[i, k]
+            d1 = s * (1.0 + z * (1.0 - s))
+            g[i, k] = d1 * back[i, k]
+            if tangent:
+                gd = back[n + i, k]
+                g[i, k] += s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s)) * dz2[i, k] * gd
+                g[n + i, k] = d1 * gd
+            g_b2[k] += g[i, k]
+    g_w2 += np.dot(g.T, a1)
+    back = np.dot(g, w2)
+    for i in range(n):  # h1 = silu(z1), dh1 = silu'(z1) w1, z1 = w1 x + b1
+        for k in range(hidden):
+            z, s = z1[i, k], s1[i, k]
+            d1 = s * (1.0 + z * (1.0 - s))
+            gz = d1 * back[i, k]
+            if tangent:
+                gd = back[n + i, k]
+                g_w1[k] += d1 * gd
+                gz += s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s)) * w1[k] * gd
+            g_w1[k] += x[i] * gz
+            g_b1[k] += gz
