@@ -37,7 +37,7 @@ import torch
 
 from bench_models import GRIDS, windows, write_report  # the sizes and data of the cost table (same folder)
 from mesodyn.models import build_model, config_for_data
-from mesodyn.training import rollout_loss
+from mesodyn.training import adam, rollout_loss
 
 
 
@@ -101,7 +101,8 @@ def make_steps(root: Path, batch: int, fit: Path | None = None, data: Path | Non
         ours.train()
 
     def stepper(model, loss_fn, channel: bool, lr: float = 1e-3):
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        # each side's own optimizer: the authors' code uses PyTorch's default Adam, our loop mesodyn.training.adam
+        optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if channel else adam(model.parameters(), lr))
         count = iter(picks)
 
         def step() -> float:

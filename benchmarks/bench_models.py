@@ -20,7 +20,7 @@ import torch
 
 from mesodyn.models import build_model, config_for_data
 from mesodyn.registry import DATASETS, MODELS
-from mesodyn.training import rollout_loss
+from mesodyn.training import adam, rollout_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRIDS = {1: {"shape": [256], "length": [2 * math.pi], "dt": 1e-3},
@@ -54,7 +54,7 @@ def time_model(name: str, ndim: int, options: dict, repeats: int) -> dict:
                              attrs={"epsilon": 0.1})
     torch.manual_seed(0)
     model = build_model(config).float()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = adam(model.parameters(), 1e-4)
     batch = windows(ndim, BATCH[ndim])
     times = []
     for i in range(repeats + 2):

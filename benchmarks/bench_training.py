@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mesodyn.onsager import SpecOnsNet
-from mesodyn.training import rollout_loss
+from mesodyn.training import adam, rollout_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AUTHORS = {1: (51.0, "0.62 s/step, 2 threads"), 2: (8 / 8.5, "8.5 s/step, 2 threads, tuned allocator")}
@@ -49,7 +49,7 @@ def measure(shape, batch, *, stepper, device, repeats, warmup, rollout_steps=3, 
     torch.manual_seed(0)
     model = SpecOnsNet(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3, stepper=stepper,
                        local_derivative=local_derivative).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = adam(model.parameters(), 1e-3)
     windows = smooth_windows(batch, shape).to(device)
 
     def one_step():

@@ -42,7 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench_models import BATCH, DATASET, GRIDS, windows  # the sizes and data of the cost table (same folder)
 from mesodyn.models import build_model, config_for_data
-from mesodyn.training import rollout_loss
+from mesodyn.training import adam, rollout_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = {1: (1, 8, 32), 2: (1, 4, 8)}
@@ -120,7 +120,7 @@ def machine_rates(repeats: int = 5) -> dict[str, float]:
 def make_step(config: dict, ndim: int, batch: int):
     torch.manual_seed(0)
     model = build_model(config).float()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = adam(model.parameters(), 1e-4)
     data = windows(ndim, batch)
 
     def step():

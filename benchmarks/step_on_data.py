@@ -31,7 +31,7 @@ import xarray as xr
 from bench_models import write_report  # (same folder)
 from mesodyn.models import load_model
 from mesodyn.onsager import interpolant
-from mesodyn.training import rollout_loss
+from mesodyn.training import adam, rollout_loss
 
 DATASETS = ["allen_cahn", "kdv", "fput", "fene", "allen_cahn_2d"]
 K = {"fput": 5}
@@ -40,7 +40,7 @@ K = {"fput": 5}
 def training_step(model, fields: torch.Tensor, *, steps: int, rollout_steps: int, batch: int) -> dict:
     model.train()
     gen = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-9)
+    optimizer = adam(model.parameters(), 1e-9)
     fits = []
     original = interpolant.choose_bins
 

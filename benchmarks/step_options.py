@@ -16,8 +16,19 @@ the variant's losses are from the reference variant's (``bitwise`` or the larges
   first compiled step took (only with ``--compile``: about a minute of compiling, and it recompiles for every new
   range of the fields, which the interpolant reads as Python numbers).
 
-Run ``python benchmarks/step_options.py [--batch 32] [--steps 50] [--compile]``; writes
-``benchmarks/results/step_options_b{batch}.md``.
+With ``--variants kernels`` (the default) the variants are the CPU kernels of the loop as it is now (one check, one
+table per step):
+
+* ``ATen kernels`` (the reference): a table's nodes and check points through ATen operators
+  (``energy._LocalDerivative`` with the weights cast to float64) and ``V_nl``'s gradient through ATen operators;
+* ``compiled nodes``: the nodes and check points through the compiled float64 kernels (``onsager._nodes64``);
+* ``compiled nodes + V_nl``: and ``V_nl``'s gradient through its compiled kernels (``onsager._nonlocal_kernels``),
+  what the loop does now;
+* ``+ Adam fused``: and PyTorch's fused Adam.
+
+Run ``python benchmarks/step_options.py [--batch 32] [--steps 50] [--variants kernels|loop] [--compile]``; writes
+``benchmarks/results/step_kernels_b{batch}.md`` (``kernels``) or ``step_options_b{batch}.md`` (``loop``, the
+variants above).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import time
 import torch
 
 from bench_models import GRIDS, windows, write_report  # the sizes and data of the cost table (same folder)
+import mesodyn.onsager.energy as energy
 from mesodyn.models import build_model, config_for_data
 from mesodyn.training import rollout_loss
 from mesodyn.training.loop import _all_finite
@@ -46,6 +58,22 @@ def _per_call_tables(model, batch_windows, *, rollout_steps):
     """The K-step loss with an ``F'`` table fitted at every call (before ``SpecOnsNet.shared_tables``)."""
     model.shared_tables = lambda fields: contextlib.nullcontext()  # an instance attribute hides the method
     return rollout_loss(model, batch_windows, rollout_steps=rollout_steps)
+
+
+def _kernels(*, nodes: bool, nonlocal_: bool):
+    """The K-step loss with the compiled node kernels and/or ``V_nl`` kernels switched off for its duration (both
+    choices are made in the forward pass, so the backward follows them)."""
+    def loss_fn(model, batch_windows, *, rollout_steps):
+        saved = energy.on_nodes, energy._compiled_nonlocal
+        try:
+            if not nodes:
+                energy.on_nodes = lambda weights, tangent: None
+            if not nonlocal_:
+                energy._compiled_nonlocal = lambda c, weights: False
+            return rollout_loss(model, batch_windows, rollout_steps=rollout_steps)
+        finally:
+            energy.on_nodes, energy._compiled_nonlocal = saved
+    return loss_fn
 
 
 def make_step(*, batch: int, adam: dict, finite, loss_fn, pool: torch.Tensor):
@@ -76,18 +104,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--variants", choices=("kernels", "loop"), default="kernels")
     parser.add_argument("--compile", action="store_true", help="also torch.compile of the loss (about a minute)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
     pool = windows(1, 64)
-    variants = {
-        "reference": dict(adam={}, finite=_each_finite, loss_fn=_per_call_tables),
-        "one check": dict(adam={}, finite=_all_finite, loss_fn=_per_call_tables),
-        "one table": dict(adam={}, finite=_all_finite, loss_fn=rollout_loss),
-        "Adam foreach": dict(adam={"foreach": True}, finite=_all_finite, loss_fn=rollout_loss),
-        "Adam fused": dict(adam={"fused": True}, finite=_all_finite, loss_fn=rollout_loss),
-    }
+    if args.variants == "loop":
+        variants = {
+            "reference": dict(adam={}, finite=_each_finite, loss_fn=_per_call_tables),
+            "one check": dict(adam={}, finite=_all_finite, loss_fn=_per_call_tables),
+            "one table": dict(adam={}, finite=_all_finite, loss_fn=rollout_loss),
+            "Adam foreach": dict(adam={"foreach": True}, finite=_all_finite, loss_fn=rollout_loss),
+            "Adam fused": dict(adam={"fused": True}, finite=_all_finite, loss_fn=rollout_loss),
+        }
+    else:
+        variants = {
+            "ATen kernels": dict(adam={}, finite=_all_finite, loss_fn=_kernels(nodes=False, nonlocal_=False)),
+            "compiled nodes": dict(adam={}, finite=_all_finite, loss_fn=_kernels(nodes=True, nonlocal_=False)),
+            "compiled nodes + V_nl": dict(adam={}, finite=_all_finite, loss_fn=rollout_loss),
+            "+ Adam fused": dict(adam={"fused": True}, finite=_all_finite, loss_fn=rollout_loss),
+        }
     if args.compile:
         variants["compiled loss"] = dict(adam={}, finite=_all_finite, loss_fn=torch.compile(rollout_loss))
     steps = {name: make_step(batch=args.batch, pool=pool, **v) for name, v in variants.items()}
@@ -103,16 +140,17 @@ def main(argv=None) -> int:
                 first[name] = elapsed  # warm-up (and compilation): not a step time
             else:
                 times[name].append(elapsed)
-    reference = losses["reference"]
+    reference_name = next(iter(steps))
+    reference = losses[reference_name]
     lines = [
         f"# Options for the fixed cost of a 1-D SpecOnsNet step (batch {args.batch}, 1 thread)",
         "",
-        f"`python benchmarks/step_options.py --batch {args.batch} --steps {args.steps}"
+        f"`python benchmarks/step_options.py --batch {args.batch} --steps {args.steps} --variants {args.variants}"
         f"{' --compile' if args.compile else ''}`; torch {torch.__version__}, float32, K = 3, 256 points, "
         f"interpolant F'. Step times over steps 2..{args.steps}, variants interleaved step by step on a shared "
         f"2-core machine (load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
         "",
-        "| variant | ms per step (min) | ms (median) | first step s | losses over the steps vs reference |",
+        f"| variant | ms per step (min) | ms (median) | first step s | losses over the steps vs {reference_name} |",
         "|---|---|---|---|---|",
     ]
     for name in steps:
@@ -123,7 +161,7 @@ def main(argv=None) -> int:
             agreement = f"max relative difference {worst:.1e}"
         lines.append(f"| {name} | {min(times[name]) * 1e3:.2f} | {statistics.median(times[name]) * 1e3:.2f} | "
                      f"{first[name]:.2f} | {agreement} |")
-    write_report(f"step_options_b{args.batch}", lines)
+    write_report(f"step_{'kernels' if args.variants == 'kernels' else 'options'}_b{args.batch}", lines)
     return 0
 
 

@@ -104,11 +104,15 @@ def test_nonlocal_features_equal_the_fft_modes_and_adjoint_is_the_transpose(shap
     assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("mode", ["consistent", "paper"])
 @pytest.mark.parametrize("shape", [(12,), (6, 8)])
-def test_nonlocal_gradient_function_passes_gradcheck(shape, mode):
+def test_nonlocal_gradient_function_passes_gradcheck(shape, mode, compiled, monkeypatch):
     """``V_nl``'s gradient is one Function with a hand-written reverse pass: its derivatives in the field and in
-    every weight against finite differences (float64), and it refuses a second derivative."""
+    every weight against finite differences (float64), and it refuses a second derivative; on both paths (the
+    compiled CPU kernels and the ATen operators other devices run)."""
+    if not compiled:
+        monkeypatch.setattr(energy, "_compiled_nonlocal", lambda *args: False)
     torch.manual_seed(2)
     grid = SpecOnsNet(shape=shape, length=(2 * math.pi,) * len(shape), dt=1e-3).grid
     nl = energy.NonlocalEnergy(grid=grid, n_modes=3, hidden=6, n_out=5, gradient=mode).double()
@@ -196,3 +200,28 @@ def test_node_kernels_refuse_a_gradient_in_the_points():
     x = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64, requires_grad=True)
     with pytest.raises(RuntimeError, match="weights only"):
         nodes64.on_nodes(tuple(weights(f)), True)(x).sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nonlocal_gradient_paths_agree(dtype, monkeypatch):
+    """The compiled CPU kernels of ``V_nl``'s gradient and the ATen path: the same values and gradients, to
+    round-off of the dtype (float32: 1e-5 of the largest entry; float64: 1e-12)."""
+    torch.manual_seed(3)
+    grid = SpecOnsNet(shape=(32,), length=(2 * math.pi,), dt=1e-3).grid
+    nl = energy.NonlocalEnergy(grid=grid, n_modes=6, hidden=16, n_out=8).to(dtype)
+    with torch.no_grad():
+        for p in nl.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    u = torch.randn(5, 32, dtype=dtype)
+    cot = torch.randn(5, 32, dtype=dtype)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(energy, "_compiled_nonlocal", lambda *args, on=compiled: on)
+        x = u.clone().requires_grad_()
+        value = nl.gradient(x)
+        grads = torch.autograd.grad(value, [x, *nl.parameters()], cot)
+        results.append((value.detach(), *grads))
+    for got, want in zip(*results):
+        assert got.dtype == dtype
+        assert torch.allclose(got, want, rtol=0, atol=tol * float(want.abs().max()))

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as tF
 from torch import nn
 
+from mesodyn.onsager import _nonlocal_kernels
 from mesodyn.onsager._nodes64 import on_nodes
 from mesodyn.onsager._threads import in_threads as _in_threads
 from mesodyn.onsager.interpolant import Table, covering_range, interpolate_derivative
@@ -573,6 +574,12 @@ def _silu_second(z: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
     return sig * (1.0 - sig) * (2.0 + z * (1.0 - 2.0 * sig))
 
 
+def _compiled_nonlocal(c: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> bool:
+    """Whether ``V_nl``'s gradient takes the compiled CPU kernels: CPU tensors of one float dtype (32 or 64 bits)."""
+    return (c.device.type == "cpu" and c.dtype in (torch.float32, torch.float64)
+            and all(t.device.type == "cpu" and t.dtype == c.dtype for t in weights))
+
+
 class _NonlocalGradient(torch.autograd.Function):
     """``P^T (scale * dV_nl/dc)`` for ``V_nl = |Omega| v^2 . (1 - cos z3)``, ``z3 = W3 silu(W2 silu(W1 c + b1) + b2)
     + b3``, ``c = P u`` (``P`` = :meth:`NonlocalEnergy.features`, ``P^T`` its adjoint), with a hand-written backward:
@@ -582,6 +589,13 @@ class _NonlocalGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, w1, b1, w2, b2, w3, b3, v, part, scale):
         c = part.features(u)
+        ctx.part, ctx.scale = part, scale
+        ctx.compiled = _compiled_nonlocal(c, (w1, b1, w2, b2, w3, b3, v))
+        if ctx.compiled:  # one compiled call (:mod:`._nonlocal_kernels`), the same arithmetic
+            gc, ctx.intermediates = _nonlocal_kernels.gradient_forward(
+                c.numpy(), *(t.detach().numpy() for t in (w1, b1, w2, b2, w3, b3, v)), part.grid.volume)
+            ctx.save_for_backward(c, w1, w2, w3, v)
+            return part.adjoint(torch.from_numpy(gc) * scale)
         z1 = torch.addmm(b1, c, w1.T)
         h1, d1, sig1 = _silu_and_derivative(z1)
         z2 = torch.addmm(b2, h1, w2.T)
@@ -594,16 +608,22 @@ class _NonlocalGradient(torch.autograd.Function):
         gh1 = gz2 @ w2
         gz1 = gh1 * d1
         gc = gz1 @ w1                                    # dV_nl/dc
-        ctx.part, ctx.scale = part, scale
         ctx.save_for_backward(c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1)
         return part.adjoint(gc * scale)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        (c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1) = ctx.saved_tensors
         part, volume = ctx.part, ctx.part.grid.volume
         lam = part.features(grad_out) * ctx.scale          # cotangent of gc
+        if ctx.compiled:
+            c, w1, w2, w3, v = ctx.saved_tensors
+            g_c, *grads = _nonlocal_kernels.gradient_backward(
+                lam.contiguous().numpy(), c.numpy(), *(t.detach().numpy() for t in (w1, w2, w3, v)), volume,
+                ctx.intermediates)
+            g_u = part.adjoint(torch.from_numpy(g_c)) if ctx.needs_input_grad[0] else None
+            return (g_u, *(torch.from_numpy(g) for g in grads), None, None)
+        (c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1) = ctx.saved_tensors
         # through gc = gz1 W1, gz1 = gh1 d1, gh1 = gz2 W2, gz2 = gh2 d2, gh2 = g3 W3, g3 = |Omega| v^2 sin z3
         g_w1 = gz1.T @ lam
         l_gz1 = lam @ w1.T

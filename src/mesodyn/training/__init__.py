@@ -60,7 +60,7 @@ from typing import Any
 _WHERE = {
     "TrainConfig": "settings", "train_settings": "settings", "resolve_device": "settings",
     "split_trajectories": "data", "rollout_loss": "loss", "OUTPUT_FILES": "checkpoint", "HISTORY_COLUMNS": "checkpoint",
-    "FitResult": "loop", "TrainingDivergedError": "loop", "fit": "loop",
+    "FitResult": "loop", "TrainingDivergedError": "loop", "fit": "loop", "adam": "loop",
 }
 
 __all__ = [*_WHERE, "grid_from_data", "load_model"]
