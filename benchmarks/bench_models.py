@@ -11,6 +11,7 @@ Run ``python benchmarks/bench_models.py --threads 1`` (writes ``benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import torch
 
+import mesodyn.onsager.energy as energy
 from mesodyn.models import build_model, config_for_data
+from mesodyn.onsager import interpolant
 from mesodyn.registry import DATASETS, MODELS
 from mesodyn.training import adam, rollout_loss
 
@@ -37,6 +40,25 @@ def write_report(name: str, lines: list[str]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+@contextlib.contextmanager
+def aten_paths(*, nodes: bool = True, nonlocal_: bool = True, interpolant_: bool = True):
+    """Within the block, the named parts of a SpecOnsNet step take their ATen path instead of the compiled CPU
+    kernels: the table's nodes (``onsager._nodes64``), ``V_nl``'s gradient (``onsager._nonlocal_kernels``), the
+    interpolant's evaluation at the grid points. The same arithmetic, as ATen operators (which a
+    ``TorchDispatchMode`` sees and counts). Each choice is made in a forward pass, so the backward follows it."""
+    saved = energy.on_nodes, energy._compiled_nonlocal, interpolant._compiled
+    try:
+        if nodes:
+            energy.on_nodes = lambda weights, tangent: None
+        if nonlocal_:
+            energy._compiled_nonlocal = lambda c, weights: False
+        if interpolant_:
+            interpolant._compiled = lambda u, table: False
+        yield
+    finally:
+        energy.on_nodes, energy._compiled_nonlocal, interpolant._compiled = saved
 
 
 def windows(ndim: int, batch: int) -> torch.Tensor:

@@ -14,6 +14,10 @@ Adam), at the paper's sizes (1-D: 256 points, batch 32; 2-D: 128², batch 8; flo
   products and convolutions (``torch.utils.flop_counter``'s formulas, plus the in-place and matrix-vector
   products they leave out), of the FFTs (``2.5 n log2 n`` per real transform of length ``n``, ``5 n log2 n``
   per complex one), and the values written by every other operator (pointwise work, bounded by memory traffic).
+  The counting step runs SpecOnsNet's compiled MLP kernels (the table's nodes, ``V_nl``'s gradient) on their ATen
+  paths, the same arithmetic in operators the counter sees (``bench_models.aten_paths``); the interpolant's compiled
+  pass at the grid points is not counted (it reads and writes a few values per point; its ATen path would count
+  the forty passes of that path instead).
   These are priced at rates measured in the same process on the same thread: a large matrix product
   (``gemm``), a batch of large FFTs and a large copy (bytes per second). Their sum, the **limit**, is what the
   step would cost if every operator ran at the machine's measured best rate with no overhead; ``wall / limit``
@@ -40,7 +44,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench_models import BATCH, DATASET, GRIDS, windows  # the sizes and data of the cost table (same folder)
+from bench_models import BATCH, DATASET, GRIDS, aten_paths, windows  # the cost table's sizes and data (same folder)
 from mesodyn.models import build_model, config_for_data
 from mesodyn.training import adam, rollout_loss
 
@@ -150,7 +154,7 @@ def profile_model(label: str, options: dict, ndim: int, repeats: int, rates: dic
 
     full = steps[batches[-1]]
     counter = ArithmeticCounter()
-    with counter:
+    with aten_paths(interpolant_=False), counter:  # the MLPs' arithmetic as ATen operators, which it sees
         full()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()

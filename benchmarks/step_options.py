@@ -42,8 +42,7 @@ import time
 
 import torch
 
-from bench_models import GRIDS, windows, write_report  # the sizes and data of the cost table (same folder)
-import mesodyn.onsager.energy as energy
+from bench_models import GRIDS, aten_paths, windows, write_report  # the cost table's sizes and data (same folder)
 from mesodyn.models import build_model, config_for_data
 from mesodyn.training import rollout_loss
 from mesodyn.training.loop import _all_finite
@@ -61,18 +60,10 @@ def _per_call_tables(model, batch_windows, *, rollout_steps):
 
 
 def _kernels(*, nodes: bool, nonlocal_: bool):
-    """The K-step loss with the compiled node kernels and/or ``V_nl`` kernels switched off for its duration (both
-    choices are made in the forward pass, so the backward follows them)."""
+    """The K-step loss with the compiled node kernels and/or ``V_nl`` kernels switched off for its duration."""
     def loss_fn(model, batch_windows, *, rollout_steps):
-        saved = energy.on_nodes, energy._compiled_nonlocal
-        try:
-            if not nodes:
-                energy.on_nodes = lambda weights, tangent: None
-            if not nonlocal_:
-                energy._compiled_nonlocal = lambda c, weights: False
+        with aten_paths(nodes=not nodes, nonlocal_=not nonlocal_, interpolant_=False):
             return rollout_loss(model, batch_windows, rollout_steps=rollout_steps)
-        finally:
-            energy.on_nodes, energy._compiled_nonlocal = saved
     return loss_fn
 
 

@@ -292,23 +292,30 @@ def _backward_chunks(u, table, slope, grad_out, lo, inv_h, need_u, need_table):
 # round-off by at most 1393, the largest sum of |coefficients| of a T_m: about 1e-13 of the values in float64, far
 # under the float32 tolerance and within the float64 one. Clenshaw's recurrence on the Chebyshev coefficients,
 # which the ATen path uses, is twice as slow here: its chain of dependent operations per point is twice as long.)
-# Bin and local coordinate in float64
-# (``j = clamp(floor(t), 0, B - 1)``, ``s = 2 (t - j) - 1``, ``t = (x - lo) / h``). One pass over the points where
-# the ATen path makes some forty (65 536 points, 1 thread: 0.21 ms forward, 0.36 ms for the table's gradient).
-# Callers keep the points finite and inside the table (``covers``); a point outside reads the nearest end bin's
-# polynomial, as on the other path.
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+# Each loop first locates every point (bin ``j = clamp(floor(t), 0, B - 1)`` and local coordinate
+# ``s = 2 (t - j) - 1``, ``t = (x - lo) / h``, in float64), then evaluates, and the backward accumulates the table's
+# gradient in a pass of its own: interleaved, the read-modify-writes of that accumulation held up the polynomial
+# evaluations (65 536 points, 1 thread: forward 3.2 -> 1.9 ns per point, backward 7.9 -> 5.2 ns). One pass over the
+# points where the ATen path makes some forty. Callers keep the points finite and inside the table (``covers``); a
+# point outside reads the nearest end bin's polynomial, as on the other path.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _cpu_locate(x, lo, inv_h, top):  # pragma: no cover (compiled)
-    t = (x - lo) * inv_h
-    j = min(max(int(t), 0), top)  # int() truncates towards 0: equal to floor wherever the clamp lets it matter
-    return j, 2.0 * (t - j) - 1.0
+    """Bins ``j`` and local coordinates ``s`` of all points."""
+    bins = np.empty(x.size, np.int64)
+    local = np.empty(x.size)
+    for i in range(x.size):
+        t = (x[i] - lo) * inv_h
+        j = min(max(int(t), 0), top)  # int() truncates towards 0: equal to floor wherever the clamp lets it matter
+        bins[i] = j
+        local[i] = 2.0 * (t - j) - 1.0
+    return bins, local
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _cpu_forward(x, powers, lo, inv_h, out):  # pragma: no cover (compiled; tested through the Function)
-    top = powers.shape[0] - 1
+    bins, local = _cpu_locate(x, lo, inv_h, powers.shape[0] - 1)
     for i in range(x.size):
-        j, s = _cpu_locate(x[i], lo, inv_h, top)
+        j, s = bins[i], local[i]
         acc = powers[j, DEGREE]
         for m in range(DEGREE - 1, -1, -1):
             acc = acc * s + powers[j, m]
@@ -319,19 +326,19 @@ def _cpu_forward(x, powers, lo, inv_h, out):  # pragma: no cover (compiled; test
 def _cpu_backward(x, g, slope, n_bins, lo, inv_h, g_u, g_powers):  # pragma: no cover (compiled; tested, see above)
     """``g_u = g p'(s) 2/h`` from the derivative's monomial coefficients ``slope`` (skipped when ``g_u`` is empty)
     and ``g_powers[j, m] += g s^m`` (skipped when ``g_powers`` is empty)."""
-    need_u, need_table = g_u.size > 0, g_powers.size > 0
-    top = n_bins - 1
-    two_inv_h = 2.0 * inv_h
-    for i in range(x.size):
-        j, s = _cpu_locate(x[i], lo, inv_h, top)
-        gi = np.float64(g[i])
-        if need_table:
-            power = gi
-            for m in range(DEGREE + 1):
-                g_powers[j, m] += power
-                power *= s
-        if need_u:
+    bins, local = _cpu_locate(x, lo, inv_h, n_bins - 1)
+    if g_u.size > 0:
+        two_inv_h = 2.0 * inv_h
+        for i in range(x.size):
+            j, s = bins[i], local[i]
             acc = slope[j, DEGREE - 1]
             for m in range(DEGREE - 2, -1, -1):
                 acc = acc * s + slope[j, m]
-            g_u[i] = acc * gi * two_inv_h
+            g_u[i] = acc * np.float64(g[i]) * two_inv_h
+    if g_powers.size > 0:
+        for i in range(x.size):
+            j, s = bins[i], local[i]
+            power = np.float64(g[i])
+            for m in range(DEGREE + 1):
+                g_powers[j, m] += power
+                power *= s
