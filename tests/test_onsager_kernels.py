@@ -225,3 +225,69 @@ def test_nonlocal_gradient_paths_agree(dtype, monkeypatch):
     for got, want in zip(*results):
         assert got.dtype == dtype
         assert torch.allclose(got, want, rtol=0, atol=tol * float(want.abs().max()))
+
+
+def test_vectorizable_exp_sin_cos_are_accurate_to_a_few_ulps():
+    """The float64 ``exp``, ``sin``, ``cos`` of the compiled kernels (``onsager._vmath``, straight-line code the
+    compiler vectorizes) against NumPy: ``exp`` on [-708, 708] within 4e-16 relative, ``sin`` and ``cos`` within
+    4e-16 absolute for ``|x| <= TRIG_LIMIT`` (their documented range), ``exp`` clamped beyond 708."""
+    from numba import njit
+
+    from mesodyn.onsager import _vmath
+
+    @njit
+    def apply(x, which):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = _vmath.exp(x[i]) if which == 0 else (_vmath.sin(x[i]) if which == 1 else _vmath.cos(x[i]))
+        return out
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-708, 708, 200_000), rng.uniform(-1, 1, 50_000), [0.0, -708.0, 708.0]])
+    assert np.max(np.abs(apply(x, 0) - np.exp(x)) / np.exp(x)) <= 4e-16
+    assert np.allclose(apply(np.array([-1000.0, 1000.0]), 0), np.exp([-708.0, 708.0]), rtol=4e-16, atol=0)
+    for scale in (1.0, 50.0, 1e4, _vmath.TRIG_LIMIT):
+        t = np.concatenate([rng.uniform(-scale, scale, 200_000), np.arange(-8, 9) * np.pi / 4])
+        assert np.max(np.abs(apply(t, 1) - np.sin(t))) <= 4e-16, scale
+        assert np.max(np.abs(apply(t, 2) - np.cos(t))) <= 4e-16, scale
+
+
+@pytest.mark.parametrize("tangent", [True, False])
+def test_node_kernels_fall_back_to_numpy_trig_beyond_the_fast_range(tangent):
+    """Weights that put ``|z3|`` beyond ``TRIG_LIMIT`` (where the vectorizable sine and cosine lose accuracy) take
+    NumPy's functions: values and gradients still equal the ATen path."""
+    import mesodyn.onsager._nodes64 as nodes64
+    from mesodyn.onsager import _vmath
+
+    f = random_local(6, hidden=5)
+    with torch.no_grad():
+        f.lin3.bias.fill_(3.0 * _vmath.TRIG_LIMIT)
+    x = torch.linspace(-1.0, 1.0, 9, dtype=torch.float64)
+    lam = torch.linspace(0.5, 1.5, 9, dtype=torch.float64)
+    params = [p.detach().clone().requires_grad_() for p in weights(f)]
+    values = nodes64.on_nodes(tuple(params), tangent)(x)
+    reference = [p.detach().clone().requires_grad_() for p in weights(f)]
+    exact = energy._LocalDerivative.apply(x, *reference) if tangent else energy._density(x, *reference)
+    assert torch.allclose(values, exact.detach(), rtol=0, atol=1e-12 * float(exact.detach().abs().max()))
+    for got, want in zip(torch.autograd.grad(values, params, lam), torch.autograd.grad(exact, reference, lam)):
+        assert torch.allclose(got, want, rtol=0, atol=1e-12 * float(want.abs().max()))
+
+
+def test_nonlocal_kernels_fall_back_to_numpy_trig_beyond_the_fast_range(monkeypatch):
+    """The same for ``V_nl``'s gradient: ``|z3|`` beyond ``TRIG_LIMIT`` gives the ATen path's values and gradients."""
+    from mesodyn.onsager import _vmath
+
+    grid = SpecOnsNet(shape=(16,), length=(2 * math.pi,), dt=1e-3).grid
+    nl = energy.NonlocalEnergy(grid=grid, n_modes=4, hidden=6, n_out=5).double()
+    with torch.no_grad():
+        nl.lin3.bias.fill_(3.0 * _vmath.TRIG_LIMIT)
+    u = torch.randn(3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    cot = torch.randn(3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(energy, "_compiled_nonlocal", lambda *args, on=compiled: on)
+        x = u.clone().requires_grad_()
+        value = nl.gradient(x)
+        results.append((value.detach(), *torch.autograd.grad(value, [x, *nl.parameters()], cot)))
+    for got, want in zip(*results):
+        assert torch.allclose(got, want, rtol=0, atol=1e-12 * float(want.abs().max()))

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from mesodyn.onsager import _vmath
+
 __all__ = ["on_nodes"]
 
 # Points whose intermediates the forward keeps for the backward (about 80 KiB of float64 per point at H = 64);
@@ -49,16 +51,18 @@ def _numpy64(t: torch.Tensor) -> np.ndarray:
 
 class _OnNodes(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, tangent, arrays, *weights):
+    def forward(ctx, x, tangent, arrays, *weights, fast=True):
         points = _numpy64(x).reshape(-1)
         out = np.empty_like(points)
         kept = []
         for start in range(0, points.size, _KEEP_POINTS):
             chunk = points[start:start + _KEEP_POINTS]
-            space = _forward(chunk, *arrays, tangent, out[start:start + chunk.size])
+            space, largest = _forward(chunk, *arrays, tangent, out[start:start + chunk.size], fast)
+            if largest > _vmath.TRIG_LIMIT and fast:  # (weights far out of any trained range): NumPy's sin/cos
+                return _OnNodes.forward(ctx, x, tangent, arrays, *weights, fast=False)
             if points.size <= _KEEP_POINTS:
                 kept.append(space)
-        ctx.tangent, ctx.points, ctx.arrays, ctx.kept = tangent, points, arrays, kept
+        ctx.tangent, ctx.points, ctx.arrays, ctx.kept, ctx.fast = tangent, points, arrays, kept, fast
         ctx.like = [(t.dtype, t.shape) for t in weights]
         return torch.from_numpy(out).reshape(x.shape)
 
@@ -72,8 +76,9 @@ class _OnNodes(torch.autograd.Function):
         grads = tuple(np.zeros_like(t) for t in arrays)
         for index, start in enumerate(range(0, points.size, _KEEP_POINTS)):
             chunk = points[start:start + _KEEP_POINTS]
-            space = ctx.kept[index] if ctx.kept else _forward(chunk, *arrays, tangent, np.empty_like(chunk))
-            _backward(chunk, lam[start:start + chunk.size], *arrays, tangent, *space, *grads)
+            space = (ctx.kept[index] if ctx.kept
+                     else _forward(chunk, *arrays, tangent, np.empty_like(chunk), ctx.fast)[0])
+            _backward(chunk, lam[start:start + chunk.size], *arrays, tangent, ctx.fast, *space, *grads)
         return (None, None, None) + tuple(torch.from_numpy(g).to(dtype).reshape(shape)
                                           for g, (dtype, shape) in zip(grads, ctx.like))
 
@@ -82,8 +87,10 @@ class _OnNodes(torch.autograd.Function):
 # silu(z) = z s, silu'(z) = s (1 + z (1 - s)), silu''(z) = s (1 - s) (2 + z (1 - 2 s)), s = sigmoid(z).
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _forward(x, w1, b1, w2, b2, w3, b3, w, tangent, out):  # pragma: no cover (compiled; tested through on_nodes)
-    """Values into ``out``; returns the intermediates the backward reads: ``(z1, s1, a1, z2, s2, dz2, a2, y3, t3)``."""
+def _forward(x, w1, b1, w2, b2, w3, b3, w, tangent, out, fast):  # pragma: no cover (compiled; tested via on_nodes)
+    """Values into ``out``; returns the intermediates the backward reads, ``(z1, s1, a1, z2, s2, dz2, a2, y3, t3)``,
+    and the largest ``|z3|``. ``fast``: the vectorizable functions of :mod:`._vmath` (valid for ``|z3| <=
+    TRIG_LIMIT``), else NumPy's."""
     n, hidden = x.size, w1.size
     rows = 2 * n if tangent else n
     z1 = np.empty((n, hidden))
@@ -92,7 +99,7 @@ def _forward(x, w1, b1, w2, b2, w3, b3, w, tangent, out):  # pragma: no cover (c
     for i in range(n):
         for k in range(hidden):
             z = x[i] * w1[k] + b1[k]
-            s = 1.0 / (1.0 + np.exp(-z))
+            s = 1.0 / (1.0 + _vmath.exp(-z))
             z1[i, k], s1[i, k], a1[i, k] = z, s, z * s
             if tangent:
                 a1[n + i, k] = s * (1.0 + z * (1.0 - s)) * w1[k]
@@ -104,32 +111,38 @@ def _forward(x, w1, b1, w2, b2, w3, b3, w, tangent, out):  # pragma: no cover (c
     for i in range(n):
         for k in range(hidden):
             z = y2[i, k] + b2[k]
-            s = 1.0 / (1.0 + np.exp(-z))
+            s = 1.0 / (1.0 + _vmath.exp(-z))
             z2[i, k], s2[i, k], a2[i, k] = z, s, z * s
             if tangent:
                 d = y2[n + i, k]
                 dz2[i, k] = d
                 a2[n + i, k] = s * (1.0 + z * (1.0 - s)) * d
     y3 = np.dot(a2, w3.T)
-    t3 = np.empty((n, hidden))  # cos(z3) with the tangent, sin(z3) without: what the values read
+    # cos(z3) with the tangent, sin(z3) without: what the values read. (Loops without a reduction in them, so that
+    # the compiler vectorizes them; the sums over the units come after.)
+    t3 = np.empty((n, hidden))
+    for i in range(n):
+        for k in range(hidden):
+            z = y3[i, k] + b3[k]
+            if tangent:
+                t3[i, k] = _vmath.cos(z) if fast else np.cos(z)
+            else:
+                t3[i, k] = _vmath.sin(z) if fast else np.sin(z)
+    largest = 0.0
     for i in range(n):
         acc = 0.0
         for k in range(hidden):
-            if tangent:
-                t3[i, k] = np.cos(y3[i, k] + b3[k])
-                acc += w[k] * t3[i, k] * y3[n + i, k]
-            else:
-                t3[i, k] = np.sin(y3[i, k] + b3[k])
-                acc += w[k] * t3[i, k]
+            largest = max(largest, abs(y3[i, k] + b3[k]))
+            acc += w[k] * t3[i, k] * (y3[n + i, k] if tangent else 1.0)
         out[i] = acc
-    return z1, s1, a1, z2, s2, dz2, a2, y3, t3
+    return (z1, s1, a1, z2, s2, dz2, a2, y3, t3), largest
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _backward(x, lam, w1, b1, w2, b2, w3, b3, w, tangent, z1, s1, a1, z2, s2, dz2, a2, y3, t3,
+def _backward(x, lam, w1, b1, w2, b2, w3, b3, w, tangent, fast, z1, s1, a1, z2, s2, dz2, a2, y3, t3,
               g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w):  # pragma: no cover (compiled; tested through on_nodes)
     """Adds the weights' gradients for the cotangent ``lam`` of the values into ``g_*`` (reverse over the forward
-    pass whose intermediates are given)."""
+    pass whose intermediates are given; ``fast`` as there)."""
     n, hidden = x.size, w1.size
     rows = 2 * n if tangent else n
     g = np.empty((rows, hidden))
@@ -140,11 +153,11 @@ def _backward(x, lam, w1, b1, w2, b2, w3, b3, w, tangent, z1, s1, a1, z2, s2, dz
             if tangent:  # F' = sum_k w_k cos(z3_k) dz3_k
                 c, d = t3[i, k], y3[n + i, k]
                 g_w[k] += lam[i] * c * d
-                g[i, k] = -np.sin(z) * d * lw
+                g[i, k] = -(_vmath.sin(z) if fast else np.sin(z)) * d * lw
                 g[n + i, k] = c * lw
             else:  # F = sum_k w_k sin(z3_k)
                 g_w[k] += lam[i] * t3[i, k]
-                g[i, k] = np.cos(z) * lw
+                g[i, k] = (_vmath.cos(z) if fast else np.cos(z)) * lw
             g_b3[k] += g[i, k]
     g_w3 += np.dot(g.T, a2)
     back = np.dot(g, w3)

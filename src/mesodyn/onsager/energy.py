@@ -592,8 +592,11 @@ class _NonlocalGradient(torch.autograd.Function):
         ctx.part, ctx.scale = part, scale
         ctx.compiled = _compiled_nonlocal(c, (w1, b1, w2, b2, w3, b3, v))
         if ctx.compiled:  # one compiled call (:mod:`._nonlocal_kernels`), the same arithmetic
-            gc, ctx.intermediates = _nonlocal_kernels.gradient_forward(
-                c.numpy(), *(t.detach().numpy() for t in (w1, b1, w2, b2, w3, b3, v)), part.grid.volume)
+            arrays = (c.numpy(), *(t.detach().numpy() for t in (w1, b1, w2, b2, w3, b3, v)), part.grid.volume)
+            gc, ctx.intermediates, largest = _nonlocal_kernels.gradient_forward(*arrays, True)
+            ctx.fast = largest <= _nonlocal_kernels.TRIG_LIMIT
+            if not ctx.fast:  # (weights far out of any trained range): NumPy's sine and cosine
+                gc, ctx.intermediates, _ = _nonlocal_kernels.gradient_forward(*arrays, False)
             ctx.save_for_backward(c, w1, w2, w3, v)
             return part.adjoint(torch.from_numpy(gc) * scale)
         z1 = torch.addmm(b1, c, w1.T)
@@ -620,7 +623,7 @@ class _NonlocalGradient(torch.autograd.Function):
             c, w1, w2, w3, v = ctx.saved_tensors
             g_c, *grads = _nonlocal_kernels.gradient_backward(
                 lam.contiguous().numpy(), c.numpy(), *(t.detach().numpy() for t in (w1, w2, w3, v)), volume,
-                ctx.intermediates)
+                ctx.intermediates, ctx.fast)
             g_u = part.adjoint(torch.from_numpy(g_c)) if ctx.needs_input_grad[0] else None
             return (g_u, *(torch.from_numpy(g) for g in grads), None, None)
         (c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1) = ctx.saved_tensors
