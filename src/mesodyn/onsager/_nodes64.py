@@ -31,22 +31,23 @@ __all__ = ["on_nodes"]
 # Points whose intermediates the forward keeps for the backward (about 80 KiB of float64 per point at H = 64);
 # above it the backward recomputes them chunk by chunk (a steep F' that needs thousands of bins).
 _KEEP_POINTS = 4096
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the weights' dtypes taken (and given back)
 
 
 def on_nodes(weights: tuple[torch.Tensor, ...], tangent: bool):
     """``x -> F'(x)`` (``tangent``) or ``x -> F(x)`` in float64 for float64 points ``x`` (CPU), differentiable once
-    in ``weights`` ``(w1, b1, W2, b2, W3, b3, w)`` (any float dtype; their gradients come back in it); ``None``
-    where a weight is off the CPU. The weights are read once, here: they must not change while the function is
-    used (one table)."""
-    if not all(t.device.type == "cpu" for t in weights):
+    in ``weights`` ``(w1, b1, W2, b2, W3, b3, w)`` (float32 or float64; their gradients come back in it); ``None``
+    where a weight is off the CPU or of another dtype. The weights are read once, here: they must not change while
+    the function is used (one table)."""
+    if not all(t.device.type == "cpu" and t.dtype in _NUMPY for t in weights):
         return None
-    arrays = tuple(_numpy64(t) for t in weights)
+    arrays = tuple(np.array(t.detach().numpy(), dtype=np.float64) for t in weights)  # copies (a few us each)
     arrays = (arrays[0].reshape(-1),) + arrays[1:]
     return lambda x: _OnNodes.apply(x, tangent, arrays, *weights)
 
 
 def _numpy64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float64).contiguous().numpy()
+    return np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
 
 
 class _OnNodes(torch.autograd.Function):
@@ -63,7 +64,7 @@ class _OnNodes(torch.autograd.Function):
             if points.size <= _KEEP_POINTS:
                 kept.append(space)
         ctx.tangent, ctx.points, ctx.arrays, ctx.kept, ctx.fast = tangent, points, arrays, kept, fast
-        ctx.like = [(t.dtype, t.shape) for t in weights]
+        ctx.like = [(_NUMPY[t.dtype], t.shape) for t in weights]
         return torch.from_numpy(out).reshape(x.shape)
 
     @staticmethod
@@ -79,7 +80,7 @@ class _OnNodes(torch.autograd.Function):
             space = (ctx.kept[index] if ctx.kept
                      else _forward(chunk, *arrays, tangent, np.empty_like(chunk), ctx.fast)[0])
             _backward(chunk, lam[start:start + chunk.size], *arrays, tangent, ctx.fast, *space, *grads)
-        return (None, None, None) + tuple(torch.from_numpy(g).to(dtype).reshape(shape)
+        return (None, None, None) + tuple(torch.from_numpy(g.astype(dtype, copy=False).reshape(shape))
                                           for g, (dtype, shape) in zip(grads, ctx.like))
 
 
