@@ -542,6 +542,9 @@ def test_the_non_finite_guard_sees_nan_and_inf_in_any_gradient():
     assert _all_finite(finite) and _all_finite([])
     for bad in (math.nan, math.inf, -math.inf):
         assert not _all_finite([*finite, torch.tensor([0.0, bad])])
+        # (a dtype NumPy does not take goes the ATen way)
+        assert _all_finite([*finite, torch.ones(2, dtype=torch.bfloat16)])
+        assert not _all_finite([*finite, torch.tensor([0.0, bad], dtype=torch.bfloat16)])
 
 
 def test_speconsnet_trains_with_train_stepper_and_validates_with_its_stepper(tmp_path, monkeypatch):
