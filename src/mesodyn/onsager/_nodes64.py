@@ -4,8 +4,9 @@ A table of :mod:`.interpolant` evaluates the exact ``F'`` (or ``F``, for the AVF
 training step, in float64, and back-propagates once through the nodes. With ATen kernels that took about 1.2 ms per
 step at 80 + 88 points (some 60 small operators, each (points, H) float64 pass dispatched and timed on its own,
 the backward recomputing the forward), a quarter of a 1-D step's fixed cost. Here each direction is one compiled
-pass: the matrix products call BLAS (``np.dot``), every elementwise stage is one fused loop, and the forward keeps
-what the backward reads, so nothing is computed twice.
+pass: the matrix products call BLAS (``np.dot``), every elementwise stage is one loop that the compiler vectorizes
+(``exp``, ``sin``, ``cos`` from :mod:`._vmath`), and the forward keeps what the backward reads, so nothing is
+computed twice: about 0.36 ms for the forward and backward at 80 nodes, 1.0 ms on the ATen path.
 
 The function, for ``z1 = w1 x + b1``, ``h1 = silu(z1)``, ``z2 = W2 h1 + b2``, ``h2 = silu(z2)``,
 ``z3 = W3 h2 + b3``::
@@ -28,7 +29,7 @@ from mesodyn.onsager import _vmath
 
 __all__ = ["on_nodes"]
 
-# Points whose intermediates the forward keeps for the backward (about 80 KiB of float64 per point at H = 64);
+# Points whose intermediates the forward keeps for the backward (12 rows of H float64 per point, 6 KiB at H = 64);
 # above it the backward recomputes them chunk by chunk (a steep F' that needs thousands of bins).
 _KEEP_POINTS = 4096
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}  # the weights' dtypes taken (and given back)

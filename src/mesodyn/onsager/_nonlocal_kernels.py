@@ -5,8 +5,9 @@
 With ATen kernels that is some 25 operators forward and 35 backward on tensors of a few hundred values: at small
 batches nearly all of it is the cost of dispatching them (about 0.6 ms per call, 1.8 ms of a 1-D step at batch 1).
 Here each direction is one compiled call: the matrix products call BLAS (``np.dot``), every elementwise stage is a
-loop, vectorized by the compiler (:mod:`._vmath`). The arithmetic is that of the ATen path (:class:`~mesodyn.onsager.energy._NonlocalGradient` documents it),
-in the fields' dtype, so the two agree to round-off (tested).
+loop that the compiler vectorizes (``exp``, ``sin``, ``cos`` from :mod:`._vmath`). The arithmetic is that of the ATen
+path (:class:`~mesodyn.onsager.energy._NonlocalGradient` documents it), in the fields' dtype, so the two agree to
+round-off (tested). The ATen path stays for other devices.
 
 Layers as ``torch.nn.Linear``: ``z = x W^T + b``; ``V_nl = |Omega| v^2 . (1 - cos z3)``.
 """

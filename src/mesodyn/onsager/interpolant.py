@@ -10,7 +10,8 @@ Construction, per call (the input ``u`` is the batch of fields):
 
 1. ``[lo, hi]`` = the range of ``u`` (detached), cut into ``B`` equal bins.
 2. In every bin, ``F'`` is interpolated by a polynomial of degree ``DEGREE`` (9) at the bin's Chebyshev nodes
-   (exact ``F'``, evaluated in float64 by :class:`mesodyn.onsager.energy._LocalDerivative`). The bin stores the
+   (exact ``F'``, evaluated in float64: on the CPU by the compiled kernels of :mod:`mesodyn.onsager._nodes64`,
+   elsewhere by :class:`mesodyn.onsager.energy._LocalDerivative`). The bin stores the
    polynomial's Chebyshev coefficients in the local coordinate ``s`` in ``[-1, 1]``, in float64 whatever the
    fields' dtype (a float64 table costs nothing: it is small). It is evaluated in float64 (on the CPU by Horner's
    rule on its monomial coefficients, elsewhere by Clenshaw's recurrence) and rounded once to the fields' dtype.
