@@ -38,8 +38,8 @@ _PIO2_2 = 6.07710050630396597660e-11
 _PIO2_3 = 2.02226624879595063154e-21
 
 _E = tuple(1.0 / math.factorial(n) for n in range(14))
-_S = tuple((-1.0) ** n / math.factorial(2 * n + 1) for n in range(9))   # sin: r (1 + r^2 (S1 + r^2 (S2 ...)))
-_C = tuple((-1.0) ** n / math.factorial(2 * n) for n in range(10))      # cos: 1 + r^2 (C1 + r^2 (C2 ...))
+_S = tuple((-1.0) ** n / math.factorial(2 * n + 1) for n in range(1, 9))  # sin(r) = r + r^3 sum_n S_n r^(2n)
+_C = tuple((-1.0) ** n / math.factorial(2 * n) for n in range(10))      # cos(r) = sum_n C_n r^(2n)
 
 
 @intrinsic
@@ -51,25 +51,20 @@ def _bits_as_float(typingctx, bits):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def _horner(coefficients, x):  # pragma: no cover (compiled)
+    """``sum_n coefficients[n] x^n`` by Horner's rule (a constant tuple: the loop is unrolled)."""
+    p = 0.0
+    for n in range(len(coefficients) - 1, -1, -1):
+        p = p * x + coefficients[n]
+    return p
+
+
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def exp(x):  # pragma: no cover (compiled; tested in test_onsager_kernels)
     x = min(max(x, -708.0), 708.0)
     k = np.floor(x * _LOG2E + 0.5)
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _E[13]
-    p = p * r + _E[12]
-    p = p * r + _E[11]
-    p = p * r + _E[10]
-    p = p * r + _E[9]
-    p = p * r + _E[8]
-    p = p * r + _E[7]
-    p = p * r + _E[6]
-    p = p * r + _E[5]
-    p = p * r + _E[4]
-    p = p * r + _E[3]
-    p = p * r + _E[2]
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _bits_as_float((np.int64(k) + 1023) << 52)
+    return _horner(_E, r) * _bits_as_float((np.int64(k) + 1023) << 52)
 
 
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
@@ -81,36 +76,9 @@ def _reduce(x):  # pragma: no cover (compiled)
 
 
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
-def _sin_poly(r, r2):  # pragma: no cover (compiled)
-    p = _S[8]
-    p = p * r2 + _S[7]
-    p = p * r2 + _S[6]
-    p = p * r2 + _S[5]
-    p = p * r2 + _S[4]
-    p = p * r2 + _S[3]
-    p = p * r2 + _S[2]
-    p = p * r2 + _S[1]
-    return r + r * r2 * p
-
-
-@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
-def _cos_poly(r2):  # pragma: no cover (compiled)
-    p = _C[9]
-    p = p * r2 + _C[8]
-    p = p * r2 + _C[7]
-    p = p * r2 + _C[6]
-    p = p * r2 + _C[5]
-    p = p * r2 + _C[4]
-    p = p * r2 + _C[3]
-    p = p * r2 + _C[2]
-    p = p * r2 + _C[1]
-    return 1.0 + r2 * p
-
-
-@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def sin(x):  # pragma: no cover (compiled; tested in test_onsager_kernels)
     r, quadrant, r2 = _reduce(x)
-    s, c = _sin_poly(r, r2), _cos_poly(r2)
+    s, c = r + r * r2 * _horner(_S, r2), _horner(_C, r2)
     value = c if quadrant & 1 else s        # quadrants 0..3: s, c, -s, -c
     return -value if quadrant & 2 else value
 
@@ -118,6 +86,6 @@ def sin(x):  # pragma: no cover (compiled; tested in test_onsager_kernels)
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def cos(x):  # pragma: no cover (compiled; tested in test_onsager_kernels)
     r, quadrant, r2 = _reduce(x)
-    s, c = _sin_poly(r, r2), _cos_poly(r2)
+    s, c = r + r * r2 * _horner(_S, r2), _horner(_C, r2)
     value = s if quadrant & 1 else c        # quadrants 0..3: c, -s, -c, s
     return -value if (quadrant + 1) & 2 else value
