@@ -592,7 +592,8 @@ class _NonlocalGradient(torch.autograd.Function):
         ctx.part, ctx.scale = part, scale
         ctx.compiled = _compiled_nonlocal(c, (w1, b1, w2, b2, w3, b3, v))
         if ctx.compiled:  # one compiled call (:mod:`._nonlocal_kernels`), the same arithmetic
-            arrays = (c.numpy(), *(t.detach().numpy() for t in (w1, b1, w2, b2, w3, b3, v)), part.grid.volume)
+            arrays = (*(np.ascontiguousarray(t.detach().numpy()) for t in (c, w1, b1, w2, b2, w3, b3, v)),
+                      part.grid.volume)
             gc, ctx.intermediates, largest = _nonlocal_kernels.gradient_forward(*arrays, True)
             ctx.fast = largest <= _nonlocal_kernels.TRIG_LIMIT
             if not ctx.fast:  # (weights far out of any trained range): NumPy's sine and cosine
@@ -622,7 +623,7 @@ class _NonlocalGradient(torch.autograd.Function):
         if ctx.compiled:
             c, w1, w2, w3, v = ctx.saved_tensors
             g_c, *grads = _nonlocal_kernels.gradient_backward(
-                lam.contiguous().numpy(), c.numpy(), *(t.detach().numpy() for t in (w1, w2, w3, v)), volume,
+                *(np.ascontiguousarray(t.detach().numpy()) for t in (lam, c, w1, w2, w3, v)), volume,
                 ctx.intermediates, ctx.fast)
             g_u = part.adjoint(torch.from_numpy(g_c)) if ctx.needs_input_grad[0] else None
             return (g_u, *(torch.from_numpy(g) for g in grads), None, None)
