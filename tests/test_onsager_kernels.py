@@ -291,3 +291,19 @@ def test_nonlocal_kernels_fall_back_to_numpy_trig_beyond_the_fast_range(monkeypa
         results.append((value.detach(), *torch.autograd.grad(value, [x, *nl.parameters()], cot)))
     for got, want in zip(*results):
         assert torch.allclose(got, want, rtol=0, atol=1e-12 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("tangent", [True, False])
+def test_large_node_sets_take_the_aten_path_with_the_same_values(tangent, monkeypatch):
+    """``PointwiseMLP._on_nodes`` hands more than ``COMPILED_POINTS`` points to the ATen path (faster there): the same
+    values and weight gradients as the compiled kernels, to float64 round-off."""
+    f = random_local(7, hidden=6)
+    x = torch.linspace(-2.0, 2.0, 23, dtype=torch.float64)
+    lam = torch.linspace(-1.0, 1.0, 23, dtype=torch.float64)
+    results = []
+    for limit in (1024, 5):
+        monkeypatch.setattr(energy, "COMPILED_POINTS", limit)
+        values = f._on_nodes(tangent=tangent)(x)
+        results.append((values.detach(), *torch.autograd.grad(values, list(f.parameters()), lam)))
+    for compiled, aten in zip(*results):
+        assert torch.allclose(compiled, aten, rtol=0, atol=1e-13 * float(aten.abs().max()))

@@ -45,7 +45,7 @@ import torch.nn.functional as tF
 from torch import nn
 
 from mesodyn.onsager import _nonlocal_kernels
-from mesodyn.onsager._nodes64 import on_nodes
+from mesodyn.onsager._nodes64 import COMPILED_POINTS, on_nodes
 from mesodyn.onsager._threads import in_threads as _in_threads
 from mesodyn.onsager.interpolant import Table, covering_range, interpolate_derivative
 from mesodyn.onsager.operators import SpectralGrid
@@ -344,15 +344,20 @@ class PointwiseMLP(nn.Module):
         return self._on_nodes(tangent=True)
 
     def _on_nodes(self, *, tangent: bool):
-        """``F'`` (``tangent``) or ``F`` in float64 at a table's points, differentiable in the weights."""
+        """``F'`` (``tangent``) or ``F`` in float64 at a table's points, differentiable in the weights: the compiled
+        kernels for up to ``COMPILED_POINTS`` points on the CPU, else the ATen path (weights cast when first needed)."""
         weights = self._weights()
+        weights64: list[torch.Tensor] = []
+
+        def aten(x: torch.Tensor) -> torch.Tensor:
+            if not weights64:
+                weights64.extend(w.double() for w in weights)
+            return (_LocalDerivative.apply if tangent else _density)(x.double(), *weights64)
+
         compiled = on_nodes(weights, tangent)
-        if compiled is not None:
-            return lambda x: compiled(x.double())
-        weights64 = [w.double() for w in weights]
-        if tangent:
-            return lambda x: _LocalDerivative.apply(x.double(), *weights64)
-        return lambda x: _density(x.double(), *weights64)
+        if compiled is None:
+            return aten
+        return lambda x: compiled(x.double()) if x.numel() <= COMPILED_POINTS else aten(x)
 
     @contextlib.contextmanager
     def shared_table(self, fields: torch.Tensor):
