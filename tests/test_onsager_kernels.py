@@ -307,3 +307,36 @@ def test_large_node_sets_take_the_aten_path_with_the_same_values(tangent, monkey
         results.append((values.detach(), *torch.autograd.grad(values, list(f.parameters()), lam)))
     for compiled, aten in zip(*results):
         assert torch.allclose(compiled, aten, rtol=0, atol=1e-13 * float(aten.abs().max()))
+
+
+def test_kernels_run_scipy_blas_on_one_thread_and_give_the_count_back(monkeypatch):
+    """The kernels' ``np.dot`` goes to SciPy's OpenBLAS (all cores unless told): inside a kernel call it runs on one
+    thread, and the caller's count is back afterwards, also when the kernel raises."""
+    import glob
+    import os
+
+    import scipy
+
+    import mesodyn.onsager._blas as blas
+    import mesodyn.onsager._nodes64 as nodes64
+    site = os.path.dirname(os.path.dirname(scipy.__file__))
+    if not any(glob.glob(os.path.join(site, p)) for p in blas._PATTERNS):
+        pytest.skip("SciPy here has no bundled OpenBLAS (a conda or system SciPy): nothing to control")
+    assert blas.blas_threads() is not None
+    previous = blas.blas_threads()
+    seen = []
+    real_forward, real_backward = nodes64._forward, nodes64._backward
+    monkeypatch.setattr(nodes64, "_forward", lambda *a: (seen.append(blas.blas_threads()), real_forward(*a))[1])
+    monkeypatch.setattr(nodes64, "_backward", lambda *a: (seen.append(blas.blas_threads()), real_backward(*a))[1])
+    try:
+        blas._CONTROL[1](3)
+        f = random_local(4)
+        params = [p.detach().clone().requires_grad_() for p in weights(f)]
+        nodes64.on_nodes(tuple(params), True)(torch.linspace(-1.0, 1.0, 9, dtype=torch.float64)).sum().backward()
+        assert seen == [1, 1] and blas.blas_threads() == 3
+        with pytest.raises(ZeroDivisionError), blas.one_thread():
+            assert blas.blas_threads() == 1
+            raise ZeroDivisionError
+        assert blas.blas_threads() == 3
+    finally:
+        blas._CONTROL[1](previous)

@@ -26,6 +26,7 @@ import torch
 from numba import njit
 
 from mesodyn.onsager import _vmath
+from mesodyn.onsager._blas import one_thread as one_blas_thread
 
 __all__ = ["on_nodes", "COMPILED_POINTS"]
 
@@ -59,6 +60,11 @@ def _numpy64(t: torch.Tensor) -> np.ndarray:
 class _OnNodes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, tangent, arrays, *weights, fast=True):
+        with one_blas_thread():
+            return _OnNodes._values(ctx, x, tangent, arrays, weights, fast)
+
+    @staticmethod
+    def _values(ctx, x, tangent, arrays, weights, fast):
         points = _numpy64(x).reshape(-1)
         out = np.empty_like(points)
         kept = []
@@ -67,7 +73,7 @@ class _OnNodes(torch.autograd.Function):
             chunk = points[start:start + _KEEP_POINTS]
             space, largest = _forward(chunk, *arrays, tangent, out[start:start + chunk.size], fast)
             if largest > _vmath.TRIG_LIMIT and fast:  # (weights far out of any trained range): NumPy's sin/cos
-                return _OnNodes.forward(ctx, x, tangent, arrays, *weights, fast=False)
+                return _OnNodes._values(ctx, x, tangent, arrays, weights, False)
             if keep:
                 kept.append(space)
         ctx.tangent, ctx.points, ctx.arrays, ctx.kept, ctx.fast = tangent, points, arrays, kept, fast
@@ -79,16 +85,21 @@ class _OnNodes(torch.autograd.Function):
     def backward(ctx, grad_out):
         if ctx.needs_input_grad[0]:
             raise RuntimeError("the node kernels differentiate in the weights only, not in the points")
-        points, arrays, tangent = ctx.points, ctx.arrays, ctx.tangent
         lam = _numpy64(grad_out).reshape(-1)
-        grads = tuple(np.zeros_like(t) for t in arrays)
+        grads = tuple(np.zeros_like(t) for t in ctx.arrays)
+        with one_blas_thread():
+            _OnNodes._gradients(ctx, lam, grads)
+        return (None, None, None) + tuple(torch.from_numpy(g.astype(dtype, copy=False).reshape(shape))
+                                          for g, (dtype, shape) in zip(grads, ctx.like))
+
+    @staticmethod
+    def _gradients(ctx, lam, grads):
+        points, arrays, tangent = ctx.points, ctx.arrays, ctx.tangent
         for index, start in enumerate(range(0, points.size, _KEEP_POINTS)):
             chunk = points[start:start + _KEEP_POINTS]
             space = (ctx.kept[index] if ctx.kept
                      else _forward(chunk, *arrays, tangent, np.empty_like(chunk), ctx.fast)[0])
             _backward(chunk, lam[start:start + chunk.size], *arrays, tangent, ctx.fast, *space, *grads)
-        return (None, None, None) + tuple(torch.from_numpy(g.astype(dtype, copy=False).reshape(shape))
-                                          for g, (dtype, shape) in zip(grads, ctx.like))
 
 
 # --- compiled kernels --------------------------------------------------------------------------------------------

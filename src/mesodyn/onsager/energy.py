@@ -45,6 +45,7 @@ import torch.nn.functional as tF
 from torch import nn
 
 from mesodyn.onsager import _nonlocal_kernels
+from mesodyn.onsager._blas import one_thread as one_blas_thread
 from mesodyn.onsager._nodes64 import COMPILED_POINTS, on_nodes
 from mesodyn.onsager._threads import in_threads as _in_threads
 from mesodyn.onsager.interpolant import Table, covering_range, interpolate_derivative
@@ -599,10 +600,11 @@ class _NonlocalGradient(torch.autograd.Function):
         if ctx.compiled:  # one compiled call (:mod:`._nonlocal_kernels`), the same arithmetic
             arrays = (*(np.ascontiguousarray(t.detach().numpy()) for t in (c, w1, b1, w2, b2, w3, b3, v)),
                       part.grid.volume)
-            gc, ctx.intermediates, largest = _nonlocal_kernels.gradient_forward(*arrays, True)
-            ctx.fast = largest <= _nonlocal_kernels.TRIG_LIMIT
-            if not ctx.fast:  # (weights far out of any trained range): NumPy's sine and cosine
-                gc, ctx.intermediates, _ = _nonlocal_kernels.gradient_forward(*arrays, False)
+            with one_blas_thread():
+                gc, ctx.intermediates, largest = _nonlocal_kernels.gradient_forward(*arrays, True)
+                ctx.fast = largest <= _nonlocal_kernels.TRIG_LIMIT
+                if not ctx.fast:  # (weights far out of any trained range): NumPy's sine and cosine
+                    gc, ctx.intermediates, _ = _nonlocal_kernels.gradient_forward(*arrays, False)
             ctx.save_for_backward(c, w1, w2, w3, v)
             return part.adjoint(torch.from_numpy(gc) * scale)
         z1 = torch.addmm(b1, c, w1.T)
@@ -627,9 +629,10 @@ class _NonlocalGradient(torch.autograd.Function):
         lam = part.features(grad_out) * ctx.scale          # cotangent of gc
         if ctx.compiled:
             c, w1, w2, w3, v = ctx.saved_tensors
-            g_c, *grads = _nonlocal_kernels.gradient_backward(
-                *(np.ascontiguousarray(t.detach().numpy()) for t in (lam, c, w1, w2, w3, v)), volume,
-                ctx.intermediates, ctx.fast)
+            with one_blas_thread():
+                g_c, *grads = _nonlocal_kernels.gradient_backward(
+                    *(np.ascontiguousarray(t.detach().numpy()) for t in (lam, c, w1, w2, w3, v)), volume,
+                    ctx.intermediates, ctx.fast)
             g_u = part.adjoint(torch.from_numpy(g_c)) if ctx.needs_input_grad[0] else None
             return (g_u, *(torch.from_numpy(g) for g in grads), None, None)
         (c, w1, w2, w3, v, z1, sig1, h1, d1, z2, sig2, h2, d2, z3, g3, gh2, gz2, gh1, gz1) = ctx.saved_tensors
