@@ -78,3 +78,23 @@ def test_command_line_numbers_in_exponent_form_are_numbers():
     assert config["fit"]["train"] == {"lr": 1e-3, "max_epochs": 50}
     assert isinstance(config["fit"]["train"]["max_epochs"], int)
     assert config["a"] == {"b": "fast", "c": "nan"}
+
+
+def test_variables_above_the_compression_limit_are_written_contiguous_and_equal(tmp_path, monkeypatch):
+    """Large fields (the 2-D data sets) are stored uncompressed: zlib saves little on float64 fields and costs much
+    time to write and read; smaller variables of the same file stay compressed. The values are the same."""
+    import netCDF4
+
+    import mesodyn.fields as fields
+
+    monkeypatch.setattr(fields, "COMPRESS_BYTES", 12 * 8 * 64 * 8 - 1)  # just below u's size
+    u = np.random.default_rng(1).standard_normal((12, 8, 64))
+    small = np.random.default_rng(2).standard_normal((12, 8, 64 * 8 // 9))
+    path = fields.write_netcdf(xr.Dataset({"u": (("sample", "time", "x"), u),
+                                           "v": (("sample", "time", "z"), small)}), tmp_path / "f.nc")
+    with netCDF4.Dataset(path) as nc:
+        assert nc["u"].chunking() == "contiguous" and not nc["u"].filters()["zlib"]
+        assert nc["v"].filters()["zlib"]
+    with xr.open_dataset(path) as ds:
+        np.testing.assert_array_equal(ds["u"].isel(sample=[3, 7, 11]).values, u[[3, 7, 11]])
+        np.testing.assert_array_equal(ds["v"].values, small)

@@ -53,3 +53,31 @@ def test_cli_solves_a_pde_data_set(tmp_path):
 
     ds = read_fields(out)
     assert ds.sizes["sample"] == 2 and float(abs(ds.u).max()) <= 1.0 + 1e-12
+
+
+def test_the_longest_jobs_are_scheduled_first(workflow_copy):
+    """Priorities (mesodyn.pipeline.job_priority): the 2-D data set's jobs before the others, then the fits with a
+    two-stage training step; the data jobs first of all. Read off the default config's dry run."""
+    import re
+
+    from conftest import run_snakemake
+    from mesodyn.pipeline import job_priority
+
+    assert job_priority("allen_cahn_2d") == 5 and job_priority("fene") == 0
+    assert job_priority("fene", {"name": "speconsnet", "stepper": "avf", "train_stepper": "etdrk2"}) == 3
+    assert job_priority("fene", {"name": "speconsnet", "substeps": 2, "train_substeps": 1}) == 0
+    assert job_priority("fene", {"name": "speconsnet", "substeps": 4}) == 3
+    out = run_snakemake(workflow_copy, "-n", "--forceall").stdout
+    seen = {}
+    for block in out.split("\n\n"):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        wildcards = re.search(r"wildcards: (.*)", block)
+        priority = re.search(r"priority: (\d+)", block)
+        if rule and wildcards:
+            seen[(rule.group(1), wildcards.group(1))] = int(priority.group(1)) if priority else 0
+    assert seen[("solve_pde", "dataset=allen_cahn_2d")] == 15 and seen[("solve_pde", "dataset=kdv")] == 10
+    assert seen[("fit", "dataset=allen_cahn_2d, model=speconsnet, seed=43")] == 5
+    assert seen[("fit", "dataset=fene, model=speconsnet_avf, seed=42")] == 3
+    assert seen[("fit", "dataset=fene, model=speconsnet, seed=42")] == 0
+    assert seen[("long_horizon", "dataset=allen_cahn_2d, model=speconsnet_avf, seed=42")] == 5
+    assert seen[("evaluate", "dataset=allen_cahn_2d, model=classical, seed=42")] == 5

@@ -27,6 +27,8 @@ rule fit:
         dataset="[A-Za-z0-9_]+",
         model="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
+    # the longest fits first (mesodyn.pipeline.job_priority), so that no long chain is left to run alone at the end
+    priority: fit_priority
     conda:
         "../envs/fit.yaml"
     threads: config["fit"]["threads"]
