@@ -56,17 +56,22 @@ def test_cli_solves_a_pde_data_set(tmp_path):
 
 
 def test_the_longest_jobs_are_scheduled_first(workflow_copy):
-    """Priorities (mesodyn.pipeline.job_priority): the 2-D data set's jobs before the others, then the fits with a
-    two-stage training step; the data jobs first of all. Read off the default config's dry run."""
+    """Priorities (mesodyn.pipeline.job_priority): every data job first, then the 2-D data set's jobs, then the fits
+    by their work (steps x stages), then everything else. Read off the default config's dry run."""
     import re
 
     from conftest import run_snakemake
-    from mesodyn.pipeline import job_priority
+    from mesodyn.pipeline import DATA_PRIORITY, job_priority
 
+    avf = {"name": "speconsnet", "stepper": "avf", "substeps": 2, "train_stepper": "etdrk2", "train_substeps": 1}
     assert job_priority("allen_cahn_2d") == 5 and job_priority("fene") == 0
-    assert job_priority("fene", {"name": "speconsnet", "stepper": "avf", "train_stepper": "etdrk2"}) == 3
-    assert job_priority("fene", {"name": "speconsnet", "substeps": 2, "train_substeps": 1}) == 0
-    assert job_priority("fene", {"name": "speconsnet", "substeps": 4}) == 3
+    assert job_priority("allen_cahn_2d", data=True) == DATA_PRIORITY + 5
+    assert job_priority("fene", avf, {"max_epochs": 5000, "batches_per_epoch": 1}) == 3
+    assert job_priority("fene", avf, {"max_epochs": 3000, "batches_per_epoch": 1}) == 2
+    assert job_priority("fene", {"name": "speconsnet"}, {"max_epochs": 3000, "batches_per_epoch": 2}) == 2
+    assert job_priority("fene", {"name": "speconsnet", "substeps": 4}, {"max_epochs": 3000}) == 3
+    assert job_priority("fene", {"name": "onsagernet"}, {"max_epochs": 400, "batches_per_epoch": 1}) == 1
+    assert job_priority("allen_cahn_2d", avf, {"max_epochs": 5000}) == 5
     out = run_snakemake(workflow_copy, "-n", "--forceall").stdout
     seen = {}
     for block in out.split("\n\n"):
@@ -75,9 +80,12 @@ def test_the_longest_jobs_are_scheduled_first(workflow_copy):
         priority = re.search(r"priority: (\d+)", block)
         if rule and wildcards:
             seen[(rule.group(1), wildcards.group(1))] = int(priority.group(1)) if priority else 0
-    assert seen[("solve_pde", "dataset=allen_cahn_2d")] == 15 and seen[("solve_pde", "dataset=kdv")] == 10
+    assert seen[("solve_pde", "dataset=allen_cahn_2d")] == 105 and seen[("solve_pde", "dataset=kdv")] == 100
+    assert seen[("simulate_chain", "dataset=fene")] == 100
     assert seen[("fit", "dataset=allen_cahn_2d, model=speconsnet, seed=43")] == 5
-    assert seen[("fit", "dataset=fene, model=speconsnet_avf, seed=42")] == 3
-    assert seen[("fit", "dataset=fene, model=speconsnet, seed=42")] == 0
+    assert seen[("fit", "dataset=fene, model=speconsnet_avf, seed=42")] == 3     # 8000 steps x 2 stages
+    assert seen[("fit", "dataset=fene, model=speconsnet, seed=42")] == 2         # 8000 steps
+    assert seen[("fit", "dataset=allen_cahn, model=speconsnet, seed=42")] == 1   # 3000 steps
     assert seen[("long_horizon", "dataset=allen_cahn_2d, model=speconsnet_avf, seed=42")] == 5
     assert seen[("evaluate", "dataset=allen_cahn_2d, model=classical, seed=42")] == 5
+    assert seen[("evaluate", "dataset=fene, model=classical, seed=42")] == 0

@@ -51,28 +51,41 @@ def workflow_job(smk: Any) -> Iterator[None]:
 
 # Training steps of more than one evaluation of the model (ETDRK2's two stages; AVF's implicit solve)
 _COSTLY_STEPPERS = ("etdrk2", "avf")
+# Priority of the data jobs, above any sum of the others' (two cores' worth of jobs at once)
+DATA_PRIORITY = 100
 
 
-def job_priority(dataset: str, run: Mapping[str, Any] | None = None) -> int:
+def job_priority(dataset: str, run: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
+                 *, data: bool = False) -> int:
     """The workflow's order among jobs that are ready at the same time (Snakemake's ``priority``; higher first).
 
-    Snakemake does not know how long a job takes, and left to itself it started the 2-D data set's fits late in
-    the default run: their evaluations, long horizons and figures then ran alone on one core at the end. The longest
-    jobs first (the classic rule for keeping every core busy to the end): a 2-D data set's jobs 5, a fit whose
-    training step evaluates the model more than once (``train_stepper`` or ``stepper`` ``etdrk2``/``avf``, or
-    substeps) 3, everything else 0. In the default run the 2-D fits took 160-270 s and the two-stage fits
-    140-385 s against 5-100 s for the others (``logs/benchmarks/``). The data jobs add this to their own 10.
+    Snakemake does not know how long a job takes; left to itself it started the 2-D data set's fits 25 minutes into
+    the default run, whose evaluations and long horizons then ran alone at the end, and a data job needing both
+    cores waited until two fits happened to end together. So, the longest first (the classic rule for keeping every
+    core busy to the end), by levels:
+
+    * ``data``: a data job, :data:`DATA_PRIORITY` (plus the level below): every data set first;
+    * 5: any job on a 2-D data set (the longest chain: data, fits of 140-260 s, a long horizon of 240 s);
+    * fits on a 1-D data set by their work, ``steps x stages`` (``train``'s ``max_epochs x batches_per_epoch``;
+      2 stages for an ETDRK2 or AVF training step, times its substeps): 3 from 10 000 (the AVF row on FENE and KdV,
+      160-340 s), 2 from 5 000 (SpecOnsNet on FENE and KdV, 100-195 s), else 1;
+    * 0: every other job (evaluations, tables, figures: seconds to a minute).
+
+    Measured in the default run (``logs/benchmarks/``, 2 cores): 42.4 against 46.5 min with these levels' first
+    version and the 2-D data written uncompressed (docs/budget.md).
     """
     from mesodyn.registry import ndim
 
-    if ndim(dataset) == 2:
-        return 5
-    if run is not None:
+    level = 5 if ndim(dataset) == 2 else 0
+    if run is not None and level == 0:
         stepper = run.get("train_stepper") or run.get("stepper")
-        substeps = run.get("train_substeps") or run.get("substeps") or 1
-        if stepper in _COSTLY_STEPPERS or int(substeps) > 1:
-            return 3
-    return 0
+        substeps = int(run.get("train_substeps") or run.get("substeps") or 1)
+        stages = (2 if stepper in _COSTLY_STEPPERS else 1) * substeps
+        train = train or {}
+        steps = int(train.get("max_epochs") or 0) * int(train.get("batches_per_epoch") or 1)
+        work = steps * stages
+        level = 3 if work >= 10_000 else 2 if work >= 5_000 else 1
+    return level + (DATA_PRIORITY if data else 0)
 
 
 def set_threads(threads: int | None) -> int:

@@ -31,9 +31,23 @@ def dataset_priority(wildcards):
     return job_priority(wildcards.dataset)
 
 
+def data_priority(wildcards):
+    """Snakemake priority of a data job: before every other job (mesodyn.pipeline.job_priority)."""
+    return job_priority(wildcards.dataset, data=True)
+
+
 def fit_priority(wildcards):
-    """Snakemake priority of a fit: its data set's, or that of a costly training step (job_priority)."""
-    return job_priority(wildcards.dataset, config["fit"]["models"].get(wildcards.model))
+    """Snakemake priority of a fit: by its data set and its work (mesodyn.pipeline.job_priority)."""
+    return job_priority(
+        wildcards.dataset,
+        config["fit"]["models"].get(wildcards.model),
+        train_settings(
+            config["fit"],
+            dataset=wildcards.dataset,
+            seed=int(wildcards.seed),
+            run=wildcards.model,
+        ),
+    )
 
 
 def data_targets():

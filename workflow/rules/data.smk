@@ -15,8 +15,8 @@ rule simulate_chain:
         "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
         dataset=CHAIN_DATASETS,
-    # data first: every fit can start once its data exist, so the long 2-D fits do not end up last
-    priority: 10
+    # data first: every fit can start once its data exist (mesodyn.pipeline.job_priority)
+    priority: data_priority
     conda:
         "../envs/simulate.yaml"
     threads: config["data"]["threads"]
@@ -50,7 +50,7 @@ if USER_DATASET_NAMES:
             "logs/benchmarks/data/{dataset}.tsv"
         wildcard_constraints:
             dataset=USER_DATASET_NAMES,
-        priority: 10
+        priority: data_priority
         conda:
             "../envs/fit.yaml"
         threads: 1

@@ -7,9 +7,8 @@ rule solve_pde:
         "logs/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
         dataset=PDE_DATASETS,
-    # data first: every fit can start once its data exist, so the long 2-D fits do not end up last; the 2-D data
-    # set before the others (mesodyn.pipeline.job_priority)
-    priority: lambda wildcards: 10 + job_priority(wildcards.dataset)
+    # data first: every fit can start once its data exist (mesodyn.pipeline.job_priority)
+    priority: data_priority
     conda:
         "../envs/simulate.yaml"
     threads: config["data"]["threads"]
