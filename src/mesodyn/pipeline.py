@@ -71,8 +71,9 @@ def job_priority(dataset: str, run: Mapping[str, Any] | None = None, train: Mapp
       160-340 s), 2 from 5 000 (SpecOnsNet on FENE and KdV, 100-195 s), else 1;
     * 0: every other job (evaluations, tables, figures: seconds to a minute).
 
-    Measured in the default run (``logs/benchmarks/``, 2 cores): 42.4 against 46.5 min with these levels' first
-    version and the 2-D data written uncompressed (docs/budget.md).
+    Measured in the default run from a fresh clone (2 cores, one VM): 46.5 min before, 41.6 min with these levels
+    and the 2-D data written uncompressed, both cores then busy from the end of the data jobs to the last minute
+    (docs/budget.md).
     """
     from mesodyn.registry import ndim
 
