@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 import mesodyn.onsager._blas as blas
-from bench_models import GRIDS, windows, write_report  # (same folder)
-from mesodyn.models import build_model, config_for_data
-from mesodyn.training import adam, rollout_loss
+import profile_step  # (same folder): its training step
+from bench_models import GRIDS, write_report  # (same folder)
+from mesodyn.models import config_for_data
 
 
 def _burn(stop) -> None:  # pragma: no cover (a child process)
@@ -35,20 +35,9 @@ def _burn(stop) -> None:  # pragma: no cover (a child process)
 
 
 def make_step(batch: int):
-    torch.manual_seed(0)
     config = config_for_data({"name": "speconsnet", "local_derivative": "interpolant"}, grid=GRIDS[1],
                              dataset="allen_cahn", attrs={"epsilon": 0.1})
-    model = build_model(config).float()
-    optimizer = adam(model.parameters(), 1e-4)
-    data = windows(1, batch)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = rollout_loss(model, data, rollout_steps=3)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return profile_step.make_step(config, 1, batch)
 
 
 def measure(steps: int) -> dict:
