@@ -89,3 +89,4 @@ def test_the_longest_jobs_are_scheduled_first(workflow_copy):
     assert seen[("long_horizon", "dataset=allen_cahn_2d, model=speconsnet_avf, seed=42")] == 5
     assert seen[("evaluate", "dataset=allen_cahn_2d, model=classical, seed=42")] == 5
     assert seen[("evaluate", "dataset=fene, model=classical, seed=42")] == 0
+    assert seen[("ood_evaluate", "dataset=allen_cahn_2d, model=speconsnet, seed=42")] == 5

@@ -56,6 +56,7 @@ rule ood_evaluate:
         dataset="[A-Za-z0-9_]+",
         model="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
+    priority: dataset_priority
     conda:
         "../envs/fit.yaml"
     threads: 1
