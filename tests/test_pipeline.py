@@ -72,6 +72,7 @@ def test_the_longest_jobs_are_scheduled_first(workflow_copy):
     assert job_priority("fene", {"name": "speconsnet", "substeps": 4}, {"max_epochs": 3000}) == 3
     assert job_priority("fene", {"name": "onsagernet"}, {"max_epochs": 400, "batches_per_epoch": 1}) == 1
     assert job_priority("allen_cahn_2d", avf, {"max_epochs": 5000}) == 5
+    assert job_priority("not_registered") == 0  # (fit.smk on its own takes any data set name)
     out = run_snakemake(workflow_copy, "-n", "--forceall").stdout
     seen = {}
     for block in out.split("\n\n"):

@@ -75,9 +75,10 @@ def job_priority(dataset: str, run: Mapping[str, Any] | None = None, train: Mapp
     and the 2-D data written uncompressed, both cores then busy from the end of the data jobs to the last minute
     (docs/budget.md).
     """
-    from mesodyn.registry import ndim
+    from mesodyn.registry import DATASETS, USER_DATASETS
 
-    level = 5 if ndim(dataset) == 2 else 0
+    info = DATASETS.get(dataset) or USER_DATASETS.get(dataset)  # (a rule used on its own takes any name: 1-D)
+    level = 5 if info is not None and info.ndim == 2 else 0
     if run is not None and level == 0:
         stepper = run.get("train_stepper") or run.get("stepper")
         substeps = int(run.get("train_substeps") or run.get("substeps") or 1)

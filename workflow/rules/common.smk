@@ -10,7 +10,6 @@ os.environ.update(
 )
 
 from mesodyn.config import ConfigError, fit_runs, validate_config
-from mesodyn.pipeline import job_priority
 from mesodyn.registry import DATASETS, USER_DATASETS, is_chain, ndim
 
 try:
@@ -24,30 +23,6 @@ CHAIN_DATASETS = "|".join(name for name in DATASETS if is_chain(name))
 PDE_DATASETS = "|".join(name for name in DATASETS if not is_chain(name))
 # the user's own data sets (data.<name>.path), joined to the registry by validate_config: checked and copied
 USER_DATASET_NAMES = "|".join(USER_DATASETS)
-
-
-def dataset_priority(wildcards):
-    """Snakemake priority of a job on one data set (mesodyn.pipeline.job_priority: the 2-D data set's first)."""
-    return job_priority(wildcards.dataset)
-
-
-def data_priority(wildcards):
-    """Snakemake priority of a data job: before every other job (mesodyn.pipeline.job_priority)."""
-    return job_priority(wildcards.dataset, data=True)
-
-
-def fit_priority(wildcards):
-    """Snakemake priority of a fit: by its data set and its work (mesodyn.pipeline.job_priority)."""
-    return job_priority(
-        wildcards.dataset,
-        config["fit"]["models"].get(wildcards.model),
-        train_settings(
-            config["fit"],
-            dataset=wildcards.dataset,
-            seed=int(wildcards.seed),
-            run=wildcards.model,
-        ),
-    )
 
 
 def data_targets():

@@ -3,6 +3,8 @@
 
 import math
 
+from mesodyn.pipeline import job_priority
+
 
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
@@ -55,3 +57,28 @@ def evaluate_mem_mb(wildcards, attempt):
     """Peak memory of one evaluation (measured: 0.42-0.52 GB in 1-D, 0.56-0.64 GB in 2-D on the default data; it
     reads the evaluation trajectories only); doubled on a retry."""
     return int(1024 + 0.5 * fields_mb(wildcards.dataset)) * attempt
+
+
+def dataset_priority(wildcards):
+    """Snakemake priority of a job on one data set (mesodyn.pipeline.job_priority: the 2-D data set's first)."""
+    return job_priority(wildcards.dataset)
+
+
+def data_priority(wildcards):
+    """Snakemake priority of a data job: before every other job (mesodyn.pipeline.job_priority)."""
+    return job_priority(wildcards.dataset, data=True)
+
+
+def fit_priority(wildcards):
+    """Snakemake priority of a fit: by its data set and its work (mesodyn.pipeline.job_priority; train_settings
+    is fit.smk's import)."""
+    return job_priority(
+        wildcards.dataset,
+        config["fit"]["models"].get(wildcards.model),
+        train_settings(
+            config["fit"],
+            dataset=wildcards.dataset,
+            seed=int(wildcards.seed),
+            run=wildcards.model,
+        ),
+    )
