@@ -72,6 +72,20 @@ def test_a_decay_guaranteeing_step_never_raises_v_over_a_long_horizon(stepper, s
     assert ds["max_abs_u_ratio"].values.min() > 0 and ds.attrs["n_steps"] == 60 and ds.attrs["has_energy"] == 1
 
 
+def test_an_interpolant_model_records_v_from_its_table_and_it_agrees_with_the_exact_v():
+    """An interpolant SpecOnsNet's long horizon reads ``F`` from its verified table (``energy_density = "table"``);
+    the same member with the exact ``F'`` records the exact ``V``: the two agree to the interpolant's tolerance
+    (float64), and the AVF step raises neither."""
+    model = random_member(0, stepper="avf", dt=0.5)
+    exact = long_horizon(model, random_fields(), samples=[0, 1, 2, 3], n_steps=30, dtype="float64", device="cpu")
+    model.local_derivative = "interpolant"
+    tabled = long_horizon(model, random_fields(), samples=[0, 1, 2, 3], n_steps=30, dtype="float64", device="cpu")
+    assert exact.attrs["energy_density"] == "exact" and tabled.attrs["energy_density"] == "table"
+    a, b = exact["energy"].values, tabled["energy"].values
+    assert np.isfinite(b).all() and (tabled["energy_rise_steps"].values == 0).all()
+    assert np.abs(a - b).max() <= 1e-9 * np.abs(a).max() and not np.array_equal(a, b)
+
+
 def test_explicit_euler_at_the_same_step_raises_v_and_is_counted():
     model = random_member(0, stepper="euler", dt=0.5)
     ds = long_horizon(model, random_fields(), samples=[0, 1], n_steps=60, dtype="float64", device="cpu")

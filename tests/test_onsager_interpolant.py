@@ -348,3 +348,32 @@ def test_the_avf_table_of_f_is_kept_between_steps_of_a_rollout(monkeypatch):
             assert float(law["defect"].abs().max()) < 1e-9 * (1 + float(law["change"].abs().max()))
             u = v
     assert len(calls) <= 4, len(calls)  # (measured: 2)
+
+
+def test_the_tabulated_energy_is_v_to_the_tolerance_and_only_where_it_applies(monkeypatch):
+    """``energy(u, tabulated=True)``: ``F`` from the kept table of ``F`` (one fit for calls in range), equal to the
+    exact ``V`` to the table's tolerance in float64; the exact path, bit for bit, for an exact model and wherever
+    gradients are on (differentiable as before)."""
+    calls = []
+    original = interpolant.choose_bins
+    monkeypatch.setattr(interpolant, "choose_bins", lambda *a, **k: calls.append(a[1:3]) or original(*a, **k))
+    model = _interpolant_model()
+    fields = _windows()
+    with torch.no_grad():
+        exact = model.energy(fields[:, 0])
+        for frame in range(fields.shape[1]):
+            u = fields[:, frame]
+            tabulated, reference = model.energy(u, tabulated=True), model.energy(u)
+            scale = float(model.free_energy.grid.volume) * float(model.free_energy.local(u).abs().max())
+            assert float((tabulated["local"] - reference["local"]).abs().max()) <= 1e-11 * scale
+            assert not torch.equal(tabulated["local"], reference["local"])  # (it did read the table)
+            for part in ("quadratic", "nonlocal"):
+                assert torch.equal(tabulated[part], reference[part])
+    assert len(calls) <= 2, len(calls)  # the decaying frames stay in the first table's range
+    model.local_derivative = "exact"
+    with torch.no_grad():
+        assert torch.equal(model.energy(fields[:, 0], tabulated=True)["total"], exact["total"])
+    model.local_derivative = "interpolant"
+    u = fields[:, 0].clone().requires_grad_()
+    with_graph = model.energy(u, tabulated=True)["total"]
+    assert torch.equal(with_graph.detach(), exact["total"]) and with_graph.requires_grad

@@ -57,11 +57,19 @@ def true_energy(u: Any, *, system: str, length: Sequence[float], epsilon: float 
     raise ValueError(f"system must be one of {', '.join(SYSTEMS)}, got {system!r}.")
 
 
-def total_energy(model: Any, u: torch.Tensor) -> torch.Tensor:
+def total_energy(model: Any, u: torch.Tensor, *, tabulated: bool = False) -> torch.Tensor:
     """The model's ``V(u)`` per batch member (``energy(u)["total"]``, or ``energy(u)`` itself where it returns a
-    tensor, as OnsagerNet's does), without a graph."""
+    tensor, as OnsagerNet's does), without a graph.
+
+    ``tabulated``: a SpecOnsNet whose ``F'`` is the interpolant reads ``F`` from its verified table (``V_T``, within
+    1e-6 relative of ``V`` in float32, the energy whose law the AVF step satisfies exactly; see
+    :meth:`mesodyn.onsager.energy.FreeEnergy.energy`); any other model ignores it.
+    """
     with torch.no_grad():
-        e = model.energy(u)
+        if tabulated and getattr(model, "local_derivative", None) == "interpolant":
+            e = model.energy(u, tabulated=True)
+        else:
+            e = model.energy(u)
     return e["total"] if isinstance(e, Mapping) else e
 
 

@@ -725,16 +725,31 @@ class FreeEnergy(nn.Module):
         """The symbol ``a + b |k|^2`` of the quadratic part (half spectrum)."""
         return self.a + self.b * self.grid.k2_half
 
-    def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``V`` and its parts, each of shape ``(batch,)``."""
+    def energy(self, u: torch.Tensor, *, tabulated: bool = False) -> dict[str, torch.Tensor]:
+        """``V`` and its parts, each of shape ``(batch,)``.
+
+        ``tabulated`` (interpolant models, without gradients): ``F`` is read from the verified table of
+        :meth:`PointwiseMLP.density_table` on the range of ``u`` (kept between calls while it covers them, the
+        table the AVF step reads), ``V_T`` in :mod:`.avf`'s notation, within ``TOLERANCE max|F| |Omega|`` of ``V``
+        (1e-6 in float32): some 100x cheaper than the MLP at every point, for rollouts that monitor ``V`` at each
+        step. Elsewhere (exact models, gradients on, non-finite ``u``) the exact ``F``.
+        """
         quadratic = 0.5 * self.grid.quadratic_form(self.grid.rfft(u), self.linear_symbol())
-        local = self.grid.integral(self.local(u))
+        table = self._density_table(u) if tabulated else None
+        local = self.grid.integral((self.local if table is None else table)(u))
         if self.nonlocal_part is not None:
             nonlocal_ = self.nonlocal_part(u)
         else:
             nonlocal_ = torch.zeros_like(local)
         return {"quadratic": quadratic, "local": local, "nonlocal": nonlocal_,
                 "total": quadratic + local + nonlocal_}
+
+    def _density_table(self, u: torch.Tensor) -> Table | None:
+        """The kept table of ``F`` covering ``u`` (``tabulated`` of :meth:`energy`), or ``None``."""
+        if self.local.derivative_mode != "interpolant" or torch.is_grad_enabled():
+            return None
+        bounds = covering_range(u)
+        return None if bounds is None else self.local.density_table(*bounds, like=u)
 
     def local_density(self, u: torch.Tensor) -> torch.Tensor:
         """``F(u)`` elementwise (the learned :class:`PointwiseMLP`)."""

@@ -174,9 +174,12 @@ class SpecOnsNet(GradientFlowModel):
         times ours on mode ``k`` (:class:`NonlocalEnergy`)."""
         return super().mu(u)
 
-    def energy(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"quadratic", "local", "nonlocal", "total"}``, each of shape ``(batch,)``."""
-        return super().energy(u)
+    def energy(self, u: torch.Tensor, *, tabulated: bool = False) -> dict[str, torch.Tensor]:
+        """``{"quadratic", "local", "nonlocal", "total"}``, each of shape ``(batch,)``. ``tabulated`` (interpolant
+        models, without gradients): ``F`` read from its verified table, ``V_T``
+        (:meth:`mesodyn.onsager.energy.FreeEnergy.energy`)."""
+        self.check_input(u)
+        return self.free_energy.energy(u, tabulated=tabulated)
 
     def energy_lower_bound(self) -> torch.Tensor:
         """``C`` with ``V(u) >= -C`` for every field (``C = |Omega| ||w_out||_1``)."""
