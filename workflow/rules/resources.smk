@@ -8,8 +8,8 @@ from mesodyn.pipeline import job_priority
 
 def fields_mb(dataset):
     """In-memory size (MB) of the fields file of ``dataset`` under the current config: float64 samples x frames x
-    grid points, plus the chain-site field of the chains. On disk zlib-compressed to about 0.8 x up to 1 GiB,
-    uncompressed above (mesodyn.fields.write_netcdf).
+    grid points, plus the chain-site field of the chains. On disk the same, uncompressed (variables above 64 MiB,
+    every paper data set's fields; mesodyn.fields.write_netcdf).
     A data set of the user's own: the float64 size of its ``u``, whose shape the registry read from the file.
     """
     params = config.get("data", {}).get(dataset)
