@@ -61,8 +61,8 @@ def total_energy(model: Any, u: torch.Tensor, *, tabulated: bool = False) -> tor
     """The model's ``V(u)`` per batch member (``energy(u)["total"]``, or ``energy(u)`` itself where it returns a
     tensor, as OnsagerNet's does), without a graph.
 
-    ``tabulated``: a SpecOnsNet whose ``F'`` is the interpolant reads ``F`` from its verified table (``V_T``, within
-    1e-6 relative of ``V`` in float32, the energy whose law the AVF step satisfies exactly; see
+    ``tabulated``: a SpecOnsNet whose ``F'`` is the interpolant reads ``F`` from its verified table (``V_T``, ``F``
+    within the table's tolerance at every point, the energy whose law the AVF step satisfies exactly; see
     :meth:`mesodyn.onsager.energy.FreeEnergy.energy`); any other model ignores it.
     """
     with torch.no_grad():

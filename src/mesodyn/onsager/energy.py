@@ -731,8 +731,9 @@ class FreeEnergy(nn.Module):
         ``tabulated`` (interpolant models, without gradients): ``F`` is read from the verified table of
         :meth:`PointwiseMLP.density_table` on the range of ``u`` (kept between calls while it covers them, the
         table the AVF step reads), ``V_T`` in :mod:`.avf`'s notation, within ``TOLERANCE max|F| |Omega|`` of ``V``
-        (1e-6 in float32): some 100x cheaper than the MLP at every point, for rollouts that monitor ``V`` at each
-        step. Elsewhere (exact models, gradients on, non-finite ``u``) the exact ``F``.
+        (``TOLERANCE``: 1e-6 in float32, 1e-12 in float64) before the round-off of the sum: measured 17x (100
+        fields of 256) to 34x (20 fields of 128²) cheaper than the MLP at every point, for rollouts that monitor
+        ``V`` at each step. Elsewhere (exact models, gradients on, non-finite ``u``) the exact ``F``.
         """
         quadratic = 0.5 * self.grid.quadratic_form(self.grid.rfft(u), self.linear_symbol())
         table = self._density_table(u) if tabulated else None
