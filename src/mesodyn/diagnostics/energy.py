@@ -57,6 +57,12 @@ def true_energy(u: Any, *, system: str, length: Sequence[float], epsilon: float 
     raise ValueError(f"system must be one of {', '.join(SYSTEMS)}, got {system!r}.")
 
 
+def reads_f_from_table(model: Any) -> bool:
+    """Whether ``total_energy(model, u, tabulated=True)`` reads ``F`` from a verified table: a SpecOnsNet whose ``F'``
+    is the interpolant (the one place that decides it)."""
+    return getattr(model, "local_derivative", None) == "interpolant"
+
+
 def total_energy(model: Any, u: torch.Tensor, *, tabulated: bool = False) -> torch.Tensor:
     """The model's ``V(u)`` per batch member (``energy(u)["total"]``, or ``energy(u)`` itself where it returns a
     tensor, as OnsagerNet's does), without a graph.
@@ -66,7 +72,7 @@ def total_energy(model: Any, u: torch.Tensor, *, tabulated: bool = False) -> tor
     :meth:`mesodyn.onsager.energy.FreeEnergy.energy`); any other model ignores it.
     """
     with torch.no_grad():
-        if tabulated and getattr(model, "local_derivative", None) == "interpolant":
+        if tabulated and reads_f_from_table(model):
             e = model.energy(u, tabulated=True)
         else:
             e = model.energy(u)

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 
 from mesodyn.diagnostics._common import _attrs, _frames, _prepare, _sample_coord, _samples
-from mesodyn.diagnostics.energy import total_energy
+from mesodyn.diagnostics.energy import reads_f_from_table, total_energy
 from mesodyn.models import capabilities
 from mesodyn.rollout import guarded_step, rollout
 
@@ -87,7 +87,7 @@ def _density_source(model: Any, with_energy: bool) -> str:
     """How the recorded ``V`` evaluates ``F``: ``"table"`` (``V_T``), ``"exact"``, or ``"none"`` (no energy)."""
     if not with_energy:
         return "none"
-    return "table" if getattr(model, "local_derivative", None) == "interpolant" else "exact"
+    return "table" if reads_f_from_table(model) else "exact"
 
 
 def long_horizon(model: Any, data: xr.Dataset, *, samples: Sequence[int], n_steps: int | None = None,
